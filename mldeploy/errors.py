@@ -1,0 +1,81 @@
+"""One exception tree for the whole package.
+
+Each class carries the exit code the CLI uses and the HTTP status the server uses, so the two
+adapters translate errors the same way and never guess.
+"""
+
+from __future__ import annotations
+
+
+class MldeployError(Exception):
+    """Base of every error mldeploy raises on purpose."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MldeployError):
+    """The user asked for something that cannot be done as asked (bad flag value, unknown name)."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class UnknownModelError(UsageError):
+    """A model name or version that the registry does not know."""
+
+    http_status = 404
+
+
+class InputNotFoundError(MldeployError):
+    """An input path that does not exist or holds no images."""
+
+    exit_code = 1
+    http_status = 404
+
+
+class InvalidImageError(MldeployError):
+    """Bytes that cannot be decoded into an image: empty, truncated or corrupt."""
+
+    exit_code = 1
+    http_status = 422
+
+
+class NotAnImageError(InvalidImageError):
+    """Content that is not an image at all, whatever its name says."""
+
+    http_status = 415
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image whose pixel count or byte size is over the limit (decompression-bomb guard)."""
+
+    http_status = 422
+
+
+class ModelUnavailableError(MldeployError):
+    """A model that cannot be loaded here: weight files missing or unreadable."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class InferenceError(MldeployError):
+    """A model that raised while running on an image."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class OutputError(MldeployError):
+    """A result that cannot be written where the user asked (and never over an input)."""
+
+    exit_code = 1
+    http_status = 500

@@ -1,0 +1,136 @@
+"""Decoding and validation of image files and bytes.
+
+Everything is checked by content, never by file name: a PNG named ``.jpg`` loads, a text file named
+``.jpg`` does not. Pillow does the decoding rather than ``cv2.imdecode`` because OpenCV silently returns
+a half-grey picture for a truncated JPEG, ignores EXIF orientation for PNG/WebP, and has no guard
+against decompression bombs; Pillow raises on all three.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mldeploy.errors import ImageTooLargeError, InputNotFoundError, InvalidImageError, NotAnImageError
+
+#: Largest image accepted, in pixels (width x height). A 12000x8000 photo is 96 MP; a decompression
+#: bomb is a small file that claims far more. Override with ``MLDEPLOY_MAX_PIXELS``.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+#: Extensions picked up when a folder is searched. Explicit files are read whatever their name.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"})
+
+
+def max_pixels() -> int:
+    value = os.environ.get("MLDEPLOY_MAX_PIXELS")
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        raise InvalidImageError(f"MLDEPLOY_MAX_PIXELS must be an integer, got {value!r}") from None
+    return limit
+
+
+def decode_image(data: bytes, limit: int | None = None) -> np.ndarray:
+    """Decode image bytes into the contiguous 8-bit BGR array that the models expect.
+
+    Raises:
+        NotAnImageError: the bytes are not an image format Pillow knows.
+        ImageTooLargeError: more pixels than ``limit`` (default :func:`max_pixels`).
+        InvalidImageError: empty, truncated or corrupt.
+    """
+    if not data:
+        raise InvalidImageError("empty file (0 bytes)")
+    return _decode(io.BytesIO(data), limit)
+
+
+def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
+    """Read and decode an image file; see :func:`decode_image` for the errors."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise InvalidImageError("is a folder, not an image file")
+        if size == 0:
+            raise InvalidImageError("empty file (0 bytes)")
+        with open(p, "rb") as fh:
+            return _decode(fh, limit)
+    except FileNotFoundError:
+        raise InputNotFoundError("no such file") from None
+    except PermissionError:
+        raise InvalidImageError("permission denied") from None
+    except IsADirectoryError:
+        raise InvalidImageError("is a folder, not an image file") from None
+
+
+def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
+    limit = max_pixels() if limit is None else limit
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; Pillow's global one would only warn or raise later.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(fh)
+            except Image.DecompressionBombError as exc:
+                raise ImageTooLargeError(f"image is too large ({exc})") from None
+        with img:
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise InvalidImageError(f"image has no pixels ({width}x{height})")
+            if width * height > limit:
+                raise ImageTooLargeError(
+                    f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the {limit / 1e6:.0f} MP limit "
+                    "(set MLDEPLOY_MAX_PIXELS to raise it)"
+                )
+            img.seek(0)  # first frame of a GIF / multi-page TIFF
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_bgr8(img)
+    except UnidentifiedImageError:
+        raise NotAnImageError("not an image (content is no known image format, whatever the file name says)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise InvalidImageError(f"truncated or corrupt image ({_short(exc)})") from None
+
+
+def _to_bgr8(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        # Composite transparent pixels over white: what a viewer shows, and what a person would label.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    elif mode.startswith("I") or mode == "F":
+        # 16/32-bit integer or float greyscale: scale to 8 bits instead of clipping (Pillow's convert clips).
+        rgb = np.repeat(_scale_to_uint8(np.asarray(img))[..., None], 3, axis=2)
+    else:
+        rgb = np.asarray(img.convert("RGB"))
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.nan_to_num(arr.astype(np.float64))
+        top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    # Integer modes ("I;16", "I"): 16-bit data is the common case (PNG, TIFF from scientific cameras).
+    arr = np.clip(arr.astype(np.int64), 0, 65535)
+    return ((arr * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:160]
+
+
+def image_size(image: np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` of a decoded image array."""
+    return int(image.shape[1]), int(image.shape[0])

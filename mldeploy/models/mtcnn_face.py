@@ -1,0 +1,29 @@
+"""faces@v2: MTCNN from the ``mtcnn`` package (TensorFlow); its weights ship inside the package."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mldeploy.detections import Detections
+from mldeploy.models.base import Detector, ModelSpec
+
+
+class MTCNNDetector(Detector):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        # TensorFlow's C++ start-up chatter goes to stderr; keep it down unless the user asked for it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from mtcnn import MTCNN  # imports TensorFlow: only when this model is really used
+
+        self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device=spec.options.get("device", "CPU:0"))
+        self._min_face_size = int(spec.options.get("min_face_size", 20))
+
+    def _predict(self, image: np.ndarray, conf: float) -> Detections:
+        height, width = image.shape[:2]
+        rgb = np.ascontiguousarray(image[..., ::-1])
+        faces = self._mtcnn.detect_faces(rgb, box_format="xyxy", min_face_size=self._min_face_size)
+        boxes = [face["box"] for face in faces]
+        scores = [face["confidence"] for face in faces]
+        return Detections.from_boxes(boxes, scores, np.zeros(len(faces), np.int32), self.classes, (width, height))

