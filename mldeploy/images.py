@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -79,16 +80,15 @@ def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
             try:
                 img = Image.open(fh)
             except Image.DecompressionBombError as exc:
-                raise ImageTooLargeError(f"image is too large ({exc})") from None
+                # Pillow's own, higher, limit fired while reading the header; report it as ours.
+                pixels = re.search(r"\((\d+) pixels\)", str(exc))
+                raise ImageTooLargeError(_too_large(int(pixels.group(1)) if pixels else None, "", limit)) from None
         with img:
             width, height = img.size
             if width <= 0 or height <= 0:
                 raise InvalidImageError(f"image has no pixels ({width}x{height})")
             if width * height > limit:
-                raise ImageTooLargeError(
-                    f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the {limit / 1e6:.0f} MP limit "
-                    "(set MLDEPLOY_MAX_PIXELS to raise it)"
-                )
+                raise ImageTooLargeError(_too_large(width * height, f"{width}x{height} = ", limit))
             img.seek(0)  # first frame of a GIF / multi-page TIFF
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -124,6 +124,11 @@ def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
     # Integer modes ("I;16", "I"): 16-bit data is the common case (PNG, TIFF from scientific cameras).
     arr = np.clip(arr.astype(np.int64), 0, 65535)
     return ((arr * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _too_large(pixels: int | None, dims: str, limit: int) -> str:
+    size = f"{dims}{pixels / 1e6:.0f} MP" if pixels else "too large"
+    return f"image is {size}, over the {limit / 1e6:.0f} MP limit (a decompression bomb? set MLDEPLOY_MAX_PIXELS to raise it)"
 
 
 def _short(exc: BaseException) -> str:

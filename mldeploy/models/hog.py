@@ -1,7 +1,9 @@
 """people@hog: OpenCV's built-in HOG + linear SVM pedestrian detector (Dalal & Triggs).
 
 It was trained on 64x128 windows of whole, upright people with a margin around them; it misses people
-who fill the frame or are cut off, and large images are shrunk to ``max_side`` first for speed.
+who fill the frame or are cut off. Settings are the classic ones (shrink to 400 px, window stride 4,
+scale step 1.05): on the sample photos they give no false positive, where stride 8 at 640 px found a
+"person" in the rocket launch photo.
 The SVM margin ``w`` is mapped to a score with the logistic function, so the default threshold 0.5
 keeps exactly the windows the SVM accepts (``w > 0``).
 """
@@ -20,14 +22,15 @@ class HOGPeopleDetector(Detector):
         super().__init__(spec)
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        self._max_side = int(spec.options.get("max_side", 640))
+        self._max_side = int(spec.options.get("max_side", 400))
+        self._stride = int(spec.options.get("win_stride", 4))
         self._nms = float(spec.options.get("nms", 0.45))
 
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         scale = min(1.0, self._max_side / max(height, width))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        rects, weights = self._hog.detectMultiScale(small, winStride=(self._stride, self._stride), padding=(8, 8), scale=1.05)
         rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
         scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float64).reshape(-1)))
         if len(rects):

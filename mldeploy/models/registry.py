@@ -77,7 +77,7 @@ def builtin_specs() -> list[ModelSpec]:
         ),
         ModelSpec(
             "people", "hog", "hog", ("person",), conf=0.5,
-            options={"max_side": 640, "nms": 0.45},
+            options={"max_side": 400, "win_stride": 4, "nms": 0.45},
             description="OpenCV HOG + SVM pedestrian detector (built into OpenCV)",
         ),
         ModelSpec(

@@ -1,0 +1,50 @@
+"""The ``mldeploy`` command line: a thin Typer adapter over the library.
+
+Nothing heavy is imported here: each command imports NumPy, OpenCV or TensorFlow inside its body, so
+``mldeploy --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mldeploy import __version__
+from mldeploy.cli import detect as _detect
+from mldeploy.cli import models as _models
+from mldeploy.cli.console import state
+
+app = typer.Typer(
+    name="mldeploy",
+    help="Local object detection and deployment rehearsal for detection models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mldeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Local object detection and deployment rehearsal for detection models.
+
+    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 4 model cannot be loaded.
+    """
+    if debug:
+        state.debug = True
+
+
+app.command("detect", no_args_is_help=True)(_detect.detect)
+app.command("models")(_models.models)
+
+
+def main() -> None:
+    app()

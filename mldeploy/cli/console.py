@@ -1,0 +1,53 @@
+"""Consoles and the error boundary shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+from mldeploy.errors import MldeployError
+
+#: Machine-readable output (JSON, CSV) and tables go to stdout; everything else goes here.
+err_console = Console(stderr=True, highlight=False)
+
+
+class _State:
+    debug: bool = bool(os.environ.get("MLDEPLOY_DEBUG"))
+
+
+state = _State()
+
+
+def out_console() -> Console:
+    # Built per call so that CliRunner's captured stdout is honoured.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True, emoji=False)
+
+
+@contextlib.contextmanager
+def error_boundary() -> Iterator[None]:
+    """Turn a domain error into one red line on stderr and its exit code; tracebacks only with --debug."""
+    try:
+        yield
+    except MldeployError as exc:
+        if state.debug:
+            raise
+        error_line(_escape(str(exc)))
+        raise typer.Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise typer.Exit(code=130) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

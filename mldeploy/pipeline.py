@@ -1,0 +1,242 @@
+"""Running one detector over many images: input expansion, overlapped decoding, saving, summary.
+
+The CLI's ``detect`` is a thin adapter over :func:`detect_images`; later commands (shadow, canary)
+reuse :func:`collect_inputs` and the same result type.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from mldeploy.annotate import BoxAnnotator, encode_image
+from mldeploy.detections import Detections
+from mldeploy.errors import InferenceError, InputNotFoundError, MldeployError, OutputError
+from mldeploy.images import IMAGE_EXTENSIONS, read_image
+from mldeploy.models.base import Detector
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image to process: where it is, how to show it, and the folder argument it came from."""
+
+    path: Path
+    display: str
+    root: Path
+
+
+@dataclass
+class DetectionResult:
+    """What one model said about one image (or why it could not say)."""
+
+    source: str
+    model: str
+    detections: Detections | None = None
+    error: MldeployError | None = None
+    seconds: float = 0.0
+    saved_to: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[list[ImageInput], list[DetectionResult]]:
+    """Expand files, folders (recursively) and glob patterns into images, in a stable order.
+
+    Folders contribute files with an image extension (hidden files and ``exclude`` skipped); a file
+    named explicitly is always tried, whatever its name, because decoding checks content anyway.
+
+    Returns:
+        The images, and one failed result for each argument that matched nothing.
+    """
+    images: list[ImageInput] = []
+    failures: list[DetectionResult] = []
+    seen: set[Path] = set()
+    excluded = exclude.resolve() if exclude else None
+
+    def add(path: Path, root: Path) -> None:
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        images.append(ImageInput(path, str(path), root.resolve()))
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found = _walk_images(path, excluded)
+            if not found:
+                failures.append(DetectionResult(arg, "", error=InputNotFoundError("folder holds no image files")))
+            for item in found:
+                add(item, path)
+        elif path.exists():
+            add(path, path.parent)
+        elif _GLOB_CHARS & set(arg):
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+            files = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _walk_images(m, excluded)]
+            if not files:
+                failures.append(DetectionResult(arg, "", error=InputNotFoundError("no files match this pattern")))
+            root = _glob_root(arg)
+            for item in files:
+                add(item, root)
+        else:
+            failures.append(DetectionResult(arg, "", error=InputNotFoundError("no such file or folder")))
+    return images, failures
+
+
+def _walk_images(folder: Path, excluded: Path | None) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (excluded is None or (here / d).resolve() != excluded))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(here / name)
+    return found
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    fixed = parts[: next((i for i, p in enumerate(parts) if _GLOB_CHARS & set(p)), len(parts))]
+    return Path(*fixed) if fixed else Path(".")
+
+
+class AnnotatedImageWriter:
+    """Writes annotated copies under ``out_dir``, mirroring the inputs' folder tree, never over an input."""
+
+    def __init__(self, out_dir: Path, inputs: Sequence[ImageInput], annotator: BoxAnnotator | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.annotator = annotator or BoxAnnotator()
+        roots = {str(item.root) for item in inputs}
+        self._base = Path(os.path.commonpath(sorted(roots))) if roots else Path.cwd()
+        self._inputs = {item.path.resolve() for item in inputs}
+
+    def target(self, item: ImageInput) -> Path:
+        relative = item.path.resolve().relative_to(self._base)
+        suffix = relative.suffix.lower()
+        if suffix not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
+            relative = relative.with_name(relative.name + ".png")  # keep the name, pick a format we can write
+        return self.out_dir / relative
+
+    def save(self, item: ImageInput, image: np.ndarray, detections: Detections) -> Path:
+        target = self.target(item)
+        if target.resolve() in self._inputs or (target.exists() and os.path.samefile(target, item.path)):
+            raise OutputError(f"refusing to overwrite input image {target}")
+        try:
+            data = encode_image(self.annotator.annotate(image, detections), target.suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write to a temporary file and rename, so a crash never leaves half an image behind.
+            fd, tmp = tempfile.mkstemp(prefix=".mldeploy-", suffix=target.suffix, dir=target.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        return target
+
+
+def detect_images(
+    inputs: Iterable[ImageInput],
+    detector: Detector,
+    *,
+    conf: float | None = None,
+    labels: Sequence[str] | None = None,
+    writer: AnnotatedImageWriter | None = None,
+    prefetch: int = 4,
+) -> Iterator[DetectionResult]:
+    """Run ``detector`` over ``inputs``, yielding one result per image in input order.
+
+    Decoding (and saving) run on a small thread pool while the detector works, so a folder keeps both
+    cores busy; inference itself goes through the detector's lock, so results are exactly those of a
+    one-at-a-time loop. A bad image yields a failed result and the run goes on.
+    """
+    ref = detector.spec.ref
+    source = iter(inputs)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-io") as pool:
+        decoding: deque[tuple[ImageInput, Future]] = deque()
+        finished: deque[tuple[DetectionResult, Future | None]] = deque()
+
+        def queue_next() -> None:
+            item = next(source, None)
+            if item is not None:
+                decoding.append((item, pool.submit(read_image, item.path)))
+
+        for _ in range(max(1, prefetch)):
+            queue_next()
+        while decoding:
+            item, decoded = decoding.popleft()
+            queue_next()
+            result = DetectionResult(item.display, ref)
+            saving = None
+            try:
+                image = decoded.result()
+                started = time.perf_counter()
+                try:
+                    detections = detector.detect(image, conf)
+                except MldeployError:
+                    raise
+                except Exception as exc:
+                    raise InferenceError(f"{ref} failed on this image: {exc}") from exc
+                result.seconds = time.perf_counter() - started
+                result.detections = detections.filter(labels=labels) if labels else detections
+                if writer is not None:
+                    saving = pool.submit(writer.save, item, image, result.detections)
+            except MldeployError as exc:
+                result.error = exc
+            finished.append((result, saving))
+            while finished and (finished[0][1] is None or finished[0][1].done()):
+                yield _settle(*finished.popleft())
+        while finished:
+            yield _settle(*finished.popleft())
+
+
+def _settle(result: DetectionResult, saving: Future | None) -> DetectionResult:
+    if saving is not None:
+        try:
+            result.saved_to = saving.result()
+        except MldeployError as exc:
+            result.error = exc
+    return result
+
+
+@dataclass
+class RunSummary:
+    """Totals over a run, fed one result at a time."""
+
+    model: str
+    images: int = 0
+    failed: int = 0
+    detections: int = 0
+    per_label: Counter = field(default_factory=Counter)
+    inference_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def update(self, result: DetectionResult) -> None:
+        self.images += 1
+        if not result.ok:
+            self.failed += 1
+            return
+        self.inference_seconds += result.seconds
+        if result.detections is not None:
+            self.detections += len(result.detections)
+            self.per_label.update(result.detections.counts())
+
+    @property
+    def succeeded(self) -> int:
+        return self.images - self.failed
+
+    @property
+    def images_per_second(self) -> float:
+        return self.succeeded / self.wall_seconds if self.wall_seconds > 0 else 0.0
