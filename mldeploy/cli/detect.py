@@ -29,7 +29,7 @@ def detect(
     classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these labels, comma separated (e.g. person,car)."),
     save: Optional[Path] = typer.Option(None, "--save", "-s", help="Write annotated copies here, mirroring the input folders."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table for people; json, jsonl or csv on stdout for scripts."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (shown for more than one image)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (for more than one image, when stderr is a terminal)."),
 ) -> None:
     """Detect objects in images and print what was found.
 
@@ -56,7 +56,7 @@ def detect(
         if detector is not None:
             writer = AnnotatedImageWriter(save, images) if save is not None else None
             stream = detect_images(images, detector, conf=conf, labels=labels, writer=writer)
-            results += _with_progress(stream, len(images), enabled=progress and len(images) > 1)
+            results += _with_progress(stream, len(images), enabled=progress and len(images) > 1 and err_console.is_terminal)
         summary.wall_seconds = time.perf_counter() - started
         for result in results:
             summary.update(result)

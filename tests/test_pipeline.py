@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+
+from mldeploy.detections import Detections
+from mldeploy.errors import InferenceError, InputNotFoundError, InvalidImageError, NotAnImageError, OutputError
+from mldeploy.models import ModelSpec
+from mldeploy.models.base import Detector
+from mldeploy.pipeline import AnnotatedImageWriter, RunSummary, collect_inputs, detect_images
+
+
+@pytest.fixture
+def tree(tmp_path, samples):
+    root = tmp_path / "imgs"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "astronaut.jpg").write_bytes((samples / "astronaut.jpg").read_bytes())
+    (root / "a" / "b" / "camera.JPG").write_bytes((samples / "camera.jpg").read_bytes())
+    (root / "a" / "notes.txt").write_text("not an image, and not named like one")
+    (root / ".hidden" / "x.jpg").write_bytes((samples / "coffee.jpg").read_bytes())
+    (root / "a" / "fake.png").write_text("text pretending to be a png")
+    return root
+
+
+def names(images):
+    return [p.path.name for p in images]
+
+
+def test_folders_are_searched_recursively_for_image_files(tree):
+    images, failures = collect_inputs([str(tree)])
+    assert names(images) == ["astronaut.jpg", "fake.png", "camera.JPG"]
+    assert failures == []
+
+
+def test_globs_files_and_duplicates(tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    images, failures = collect_inputs(["**/*.JPG", "astronaut.jpg", "./astronaut.jpg", "a/notes.txt"])
+    assert names(images) == ["camera.JPG", "astronaut.jpg", "notes.txt"]  # an explicit file is always tried
+    assert failures == []
+
+
+def test_arguments_that_match_nothing_are_failures_not_crashes(tmp_path):
+    (tmp_path / "empty").mkdir()
+    images, failures = collect_inputs([str(tmp_path / "missing.jpg"), str(tmp_path / "empty"), str(tmp_path / "*.png")])
+    assert images == []
+    assert [type(f.error) for f in failures] == [InputNotFoundError] * 3
+    assert [str(f.error) for f in failures] == ["no such file or folder", "folder holds no image files", "no files match this pattern"]
+
+
+def test_output_folder_inside_the_input_is_not_read_back(tree):
+    out = tree / "annotated"
+    out.mkdir()
+    (out / "astronaut.jpg").write_bytes((tree / "astronaut.jpg").read_bytes())
+    images, _ = collect_inputs([str(tree)], exclude=out)
+    assert "annotated" not in {p.path.parent.name for p in images}
+
+
+class Scripted(Detector):
+    """A stand-in model that fails on tall images and finds one box otherwise."""
+
+    def _predict(self, image, conf):
+        h, w = image.shape[:2]
+        if h > w:
+            raise RuntimeError("boom")
+        return Detections.from_boxes([[1, 1, 5, 5]], [0.9], [0], self.classes, (w, h))
+
+
+def test_mixed_folder_keeps_order_and_goes_on_after_failures(tree, tmp_path, samples):
+    tall = tree / "tall.png"
+    from PIL import Image
+
+    Image.new("RGB", (10, 30)).save(tall)
+    (tree / "cut.jpg").write_bytes((samples / "rocket.jpg").read_bytes()[:3000])
+    images, _ = collect_inputs([str(tree)])
+    detector = Scripted(ModelSpec("fake", "v0", "none", ("thing",)))
+    results = list(detect_images(images, detector))
+    assert [r.source for r in results] == [str(i.path) for i in images]
+    by_name = {r.source.rsplit("/", 1)[-1]: r for r in results}
+    assert isinstance(by_name["cut.jpg"].error, InvalidImageError)
+    assert isinstance(by_name["fake.png"].error, NotAnImageError)
+    assert isinstance(by_name["tall.png"].error, InferenceError) and "boom" in str(by_name["tall.png"].error)
+    assert by_name["astronaut.jpg"].ok and len(by_name["astronaut.jpg"].detections) == 1
+    summary = RunSummary("fake@v0")
+    for r in results:
+        summary.update(r)
+    assert (summary.images, summary.failed, summary.detections) == (len(images), 3, 2)
+
+
+def test_annotated_copies_mirror_the_tree_and_never_overwrite_inputs(tree, tmp_path):
+    images, _ = collect_inputs([str(tree)])
+    images = [i for i in images if i.path.name != "fake.png"]
+    detector = Scripted(ModelSpec("fake", "v0", "none", ("thing",)))
+    out = tmp_path / "out"
+    results = list(detect_images(images, detector, writer=AnnotatedImageWriter(out, images)))
+    assert all(r.ok for r in results)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a/b/camera.JPG", "astronaut.jpg"]
+    before = (tree / "astronaut.jpg").read_bytes()
+    again = list(detect_images(images, detector, writer=AnnotatedImageWriter(tree, images)))
+    assert all(isinstance(r.error, OutputError) and "refusing to overwrite input" in str(r.error) for r in again)
+    assert (tree / "astronaut.jpg").read_bytes() == before
+    assert not list(tree.rglob(".mldeploy-*"))  # no temporary files left behind
+
+
+def test_writer_mirrors_several_roots_without_collisions(tmp_path, samples):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.jpg").write_bytes((samples / "coffee.jpg").read_bytes())
+    images, _ = collect_inputs([str(tmp_path / "x"), str(tmp_path / "y")])
+    writer = AnnotatedImageWriter(tmp_path / "out", images)
+    assert [writer.target(i) for i in images] == [tmp_path / "out" / "x" / "same.jpg", tmp_path / "out" / "y" / "same.jpg"]
+
+
+def test_formats_opencv_cannot_write_get_a_png_suffix(tmp_path, samples):
+    from PIL import Image
+
+    Image.open(samples / "chelsea.jpg").save(tmp_path / "cat.gif")
+    images, _ = collect_inputs([str(tmp_path / "cat.gif")])
+    writer = AnnotatedImageWriter(tmp_path / "out", images)
+    image = np.zeros((4, 4, 3), np.uint8)
+    saved = writer.save(images[0], image, Detections.empty((4, 4)))
+    assert saved == tmp_path / "out" / "cat.gif.png" and saved.read_bytes()[:4] == b"\x89PNG"
