@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -25,7 +25,6 @@ class Detections:
     class_id: np.ndarray
     label: np.ndarray
     image_size: tuple[int, int]
-    metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -99,7 +98,7 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return Detections(
-            self.xyxy[index], self.confidence[index], self.class_id[index], self.label[index], self.image_size, dict(self.metadata)
+            self.xyxy[index], self.confidence[index], self.class_id[index], self.label[index], self.image_size
         )
 
     def __eq__(self, other: object) -> bool:

@@ -40,14 +40,15 @@ def error_boundary() -> Iterator[None]:
     except MldeployError as exc:
         if state.debug:
             raise
-        error_line(_escape(str(exc)))
+        error_line(escape(str(exc)))
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         error_line("interrupted")
         raise typer.Exit(code=130) from None
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: str) -> str:
+    """Make user text (file names, error messages) safe to print through rich markup."""
+    from rich.markup import escape as rich_escape
 
-    return escape(text)
+    return rich_escape(text)

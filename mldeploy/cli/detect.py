@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_boundary, error_line, out_console
+from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
 
 
 class OutputFormat(str, Enum):
@@ -64,7 +64,7 @@ def detect(
         _emit(results, summary, output)
         for result in results:
             if not result.ok:
-                error_line(f"{result.source}: {_escape(str(result.error))}")
+                error_line(f"{escape(result.source)}: {escape(str(result.error))}")
         if summary.failed:
             raise typer.Exit(code=1)
 
@@ -129,7 +129,7 @@ def _detections_table(result):
     for column, justify in (("#", "right"), ("label", "left"), ("confidence", "right"), ("box x1, y1, x2, y2", "left")):
         table.add_column(column, justify=justify)
     for i, (box, score, label) in enumerate(zip(dets.xyxy, dets.confidence, dets.label), 1):
-        table.add_row(str(i), _escape(str(label)), f"{score:.3f}", ", ".join(f"{v:.0f}" for v in box))
+        table.add_row(str(i), escape(str(label)), f"{score:.3f}", ", ".join(f"{v:.0f}" for v in box))
     if result.saved_to:
         table.caption = f"saved to {result.saved_to}"
     return table
@@ -142,8 +142,8 @@ def _images_table(results):
     for column, justify in (("image", "left"), ("found", "right"), ("labels", "left"), ("ms", "right")):
         table.add_column(column, justify=justify)
     for result in results:
-        counts = ", ".join(f"{_escape(str(k))} x{v}" for k, v in result.detections.counts().items())
-        table.add_row(_escape(result.source), str(len(result.detections)), counts, f"{result.seconds * 1000:.0f}")
+        counts = ", ".join(f"{escape(str(k))} x{v}" for k, v in result.detections.counts().items())
+        table.add_row(escape(result.source), str(len(result.detections)), counts, f"{result.seconds * 1000:.0f}")
     return table
 
 
@@ -158,12 +158,6 @@ def _summary_table(summary):
     table.add_row("failed", f"[red]{summary.failed}[/]" if summary.failed else "0")
     table.add_row("detections", str(summary.detections))
     for label, count in summary.per_label.most_common():
-        table.add_row(f"  {_escape(str(label))}", str(count))
+        table.add_row(f"  {escape(str(label))}", str(count))
     table.add_row("time", f"{summary.wall_seconds:.2f} s ({summary.images_per_second:.1f} images/s)")
     return table
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
