@@ -45,6 +45,13 @@ def error_boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         error_line("interrupted")
         raise typer.Exit(code=130) from None
+    except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # typer's own exits and usage errors
+        raise
+    except Exception as exc:  # a bug of ours or a library's: still one line, unless --debug
+        if state.debug:
+            raise
+        error_line(escape(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
+        raise typer.Exit(code=1) from None
 
 
 def escape(text: str) -> str:
