@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mldeploy.errors import ImageTooLargeError, InputNotFoundError, InvalidImageError, NotAnImageError
+from mldeploy.errors import ImageTooLargeError, InputNotFoundError, InvalidImageError, MldeployError, NotAnImageError
 
 #: Largest image accepted, in pixels (width x height). A 12000x8000 photo is 96 MP; a decompression
 #: bomb is a small file that claims far more. Override with ``MLDEPLOY_MAX_PIXELS``.
@@ -97,6 +97,10 @@ def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
         raise NotAnImageError("not an image (content is no known image format, whatever the file name says)") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"truncated or corrupt image ({_short(exc)})") from None
+    except MldeployError:
+        raise
+    except Exception as exc:  # untrusted bytes can trip any decoder plugin: a bad file must not end the run
+        raise InvalidImageError(f"cannot decode image ({type(exc).__name__}: {_short(exc)})") from None
 
 
 def _to_bgr8(img: Image.Image) -> np.ndarray:

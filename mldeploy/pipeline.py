@@ -144,6 +144,8 @@ class AnnotatedImageWriter:
             os.replace(tmp, target)
         except OSError as exc:
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        except Exception as exc:  # OpenCV cannot encode this image/format
+            raise OutputError(f"cannot write {target}: {exc}") from None
         return target
 
 

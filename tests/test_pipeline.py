@@ -119,3 +119,13 @@ def test_formats_opencv_cannot_write_get_a_png_suffix(tmp_path, samples):
     image = np.zeros((4, 4, 3), np.uint8)
     saved = writer.save(images[0], image, Detections.empty((4, 4)))
     assert saved == tmp_path / "out" / "cat.gif.png" and saved.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unwritable_save_folder_is_a_per_image_error(tmp_path, samples):
+    images, _ = collect_inputs([str(samples / "coffee.jpg")])
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+    detector = Scripted(ModelSpec("fake", "v0", "none", ("thing",)))
+    (result,) = detect_images(images, detector, writer=AnnotatedImageWriter(blocker / "sub", images))
+    assert isinstance(result.error, OutputError) and "cannot write" in str(result.error)
+    assert blocker.read_text().startswith("a file")

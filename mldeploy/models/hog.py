@@ -29,6 +29,11 @@ class HOGPeopleDetector(Detector):
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         scale = min(1.0, self._max_side / max(height, width))
+        window_w, window_h = self._hog.winSize
+        if width * scale < window_w or height * scale < window_h:
+            # Smaller than one detection window: OpenCV aborts the whole process (a C++ assertion,
+            # measured on a 1x1 image) instead of raising, so answer "nobody" here.
+            return Detections.empty((width, height))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         rects, weights = self._hog.detectMultiScale(small, winStride=(self._stride, self._stride), padding=(8, 8), scale=1.05)
         rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)

@@ -94,3 +94,10 @@ def test_confidence_threshold_filters(registry, samples):
 def test_models_load_once(registry):
     spec = registry.resolve("faces@v1")
     assert load_detector(spec) is load_detector(registry.resolve("faces@v1"))
+
+
+@pytest.mark.parametrize("ref", ["faces@v1", "faces@v2", "faces-haar@default", "people@hog", "cats@haar"])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 3000, 3), (3000, 5, 3)])
+def test_degenerate_image_shapes_give_empty_answers_not_crashes(registry, ref, shape):
+    dets = load_detector(registry.resolve(ref)).detect(np.full(shape, 128, np.uint8))
+    assert len(dets) == 0 and dets.image_size == (shape[1], shape[0])
