@@ -52,17 +52,17 @@ class DetectionResult:
         return self.error is None
 
 
-def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[list[ImageInput], list[DetectionResult]]:
+def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[list[ImageInput], list[tuple[str, InputNotFoundError]]]:
     """Expand files, folders (recursively) and glob patterns into images, in a stable order.
 
     Folders contribute files with an image extension (hidden files and ``exclude`` skipped); a file
     named explicitly is always tried, whatever its name, because decoding checks content anyway.
 
     Returns:
-        The images, and one failed result for each argument that matched nothing.
+        The images, and ``(argument, error)`` for each argument that matched nothing.
     """
     images: list[ImageInput] = []
-    failures: list[DetectionResult] = []
+    failures: list[tuple[str, InputNotFoundError]] = []
     seen: set[Path] = set()
     excluded = exclude.resolve() if exclude else None
 
@@ -78,7 +78,7 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
         if path.is_dir():
             found = _walk_images(path, excluded)
             if not found:
-                failures.append(DetectionResult(arg, "", error=InputNotFoundError("folder holds no image files")))
+                failures.append((arg, InputNotFoundError("folder holds no image files")))
             for item in found:
                 add(item, path)
         elif path.exists():
@@ -87,12 +87,12 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
             files = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _walk_images(m, excluded)]
             if not files:
-                failures.append(DetectionResult(arg, "", error=InputNotFoundError("no files match this pattern")))
+                failures.append((arg, InputNotFoundError("no files match this pattern")))
             root = _glob_root(arg)
             for item in files:
                 add(item, root)
         else:
-            failures.append(DetectionResult(arg, "", error=InputNotFoundError("no such file or folder")))
+            failures.append((arg, InputNotFoundError("no such file or folder")))
     return images, failures
 
 

@@ -42,8 +42,9 @@ def test_arguments_that_match_nothing_are_failures_not_crashes(tmp_path):
     (tmp_path / "empty").mkdir()
     images, failures = collect_inputs([str(tmp_path / "missing.jpg"), str(tmp_path / "empty"), str(tmp_path / "*.png")])
     assert images == []
-    assert [type(f.error) for f in failures] == [InputNotFoundError] * 3
-    assert [str(f.error) for f in failures] == ["no such file or folder", "folder holds no image files", "no files match this pattern"]
+    assert [type(error) for _, error in failures] == [InputNotFoundError] * 3
+    assert [str(error) for _, error in failures] == ["no such file or folder", "folder holds no image files", "no files match this pattern"]
+    assert [arg for arg, _ in failures] == [str(tmp_path / "missing.jpg"), str(tmp_path / "empty"), str(tmp_path / "*.png")]
 
 
 def test_output_folder_inside_the_input_is_not_read_back(tree):

@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
+from mldeploy.errors import UsageError
 
 
 class OutputFormat(str, Enum):
@@ -37,22 +38,19 @@ def detect(
     4 model cannot be loaded (e.g. weight files missing).
     """
     with error_boundary():
-        from mldeploy.errors import UsageError
         from mldeploy.models import default_registry, load_detector
-        from mldeploy.pipeline import AnnotatedImageWriter, RunSummary, collect_inputs, detect_images
+        from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, RunSummary, collect_inputs, detect_images
 
         spec = default_registry().resolve(model)
-        labels = _parse_classes(classes, spec.classes, spec.ref, UsageError)
+        labels = _parse_classes(classes, spec)
         if save is not None and save.exists() and not save.is_dir():
             raise UsageError(f"--save {save} is a file, not a folder")
-        images, failures = collect_inputs(paths, exclude=save)
+        images, unmatched = collect_inputs(paths, exclude=save)
         detector = load_detector(spec) if images else None
 
         summary = RunSummary(spec.ref)
         started = time.perf_counter()
-        results = list(failures)
-        for failure in failures:
-            failure.model = spec.ref
+        results = [DetectionResult(arg, spec.ref, error=error) for arg, error in unmatched]
         if detector is not None:
             writer = AnnotatedImageWriter(save, images) if save is not None else None
             stream = detect_images(images, detector, conf=conf, labels=labels, writer=writer)
@@ -69,14 +67,15 @@ def detect(
             raise typer.Exit(code=1)
 
 
-def _parse_classes(text, known, ref, usage_error) -> list[str] | None:
+def _parse_classes(text: str | None, spec) -> list[str] | None:
     if not text:
         return None
     wanted = [c.strip() for c in text.split(",") if c.strip()]
+    known = spec.classes
     unknown = [c for c in wanted if c not in known]
     if unknown:
         listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
-        raise usage_error(f"{ref} has no class {', '.join(map(repr, unknown))}; its classes: {listed}")
+        raise UsageError(f"{spec.ref} has no class {', '.join(map(repr, unknown))}; its classes: {listed}")
     return wanted
 
 

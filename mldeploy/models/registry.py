@@ -44,7 +44,7 @@ _YOLO_URLS = {
 
 
 def coco_names() -> tuple[str, ...]:
-    return tuple((_PACKAGE_DATA / "coco.names").read_text(encoding="utf-8").split("\n")[:80])
+    return tuple(line for line in (_PACKAGE_DATA / "coco.names").read_text(encoding="utf-8").splitlines() if line)
 
 
 def builtin_specs() -> list[ModelSpec]:
