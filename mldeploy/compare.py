@@ -1,0 +1,155 @@
+"""Matching two models' detections on the same image, and agreement metrics over many images.
+
+Groundwork for ``mldeploy shadow`` / ``canary`` (issue 3): the old version is the reference. A new box
+matches an old box of the same label when their IoU is at least ``iou_threshold``; matching is
+one-to-one and greedy in the order COCO evaluation uses (new boxes by falling confidence, each taking
+the unmatched old box of highest IoU), so the counts agree with pycocotools run with the old boxes as
+ground truth. Boxes left over that overlap across labels are reported as relabelled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mldeploy.detections import Detections
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass(frozen=True)
+class ImageComparison:
+    """How a new version's detections on one image relate to the old version's.
+
+    Index pairs are ``(old index, new index, IoU)``; ``missing`` are old indices only the old version
+    found, ``extra`` new indices only the new version found.
+    """
+
+    old: Detections
+    new: Detections
+    matched: tuple[tuple[int, int, float], ...]
+    relabelled: tuple[tuple[int, int, float], ...]
+    missing: tuple[int, ...]
+    extra: tuple[int, ...]
+
+    @property
+    def agrees(self) -> bool:
+        return not (self.missing or self.extra or self.relabelled)
+
+    @property
+    def mean_iou(self) -> float | None:
+        return float(np.mean([iou for _, _, iou in self.matched])) if self.matched else None
+
+    @property
+    def count_change(self) -> int:
+        return len(self.new) - len(self.old)
+
+
+def _greedy(ious: np.ndarray, new_order: np.ndarray, threshold: float, allowed: np.ndarray) -> list[tuple[int, int, float]]:
+    """COCO's greedy assignment: each new box (in ``new_order``) takes the free old box of highest IoU."""
+    taken: set[int] = set()
+    pairs = []
+    for j in new_order:
+        best, best_iou = -1, min(threshold, 1 - 1e-10)
+        for i in range(ious.shape[0]):
+            if i in taken or not allowed[i, j] or ious[i, j] < best_iou:
+                continue
+            best, best_iou = i, ious[i, j]
+        if best >= 0:
+            taken.add(best)
+            pairs.append((best, int(j), float(best_iou)))
+    return pairs
+
+
+def match(old: Detections, new: Detections, iou_threshold: float = 0.5) -> ImageComparison:
+    """Match ``new`` against ``old`` (the reference) one to one."""
+    ious = box_iou(old.xyxy, new.xyxy)
+    order = np.argsort(-new.confidence, kind="stable")
+    same_label = old.label[:, None] == new.label[None, :]
+    matched = _greedy(ious, order, iou_threshold, same_label)
+    free_old = np.ones(len(old), bool)
+    free_new = np.ones(len(new), bool)
+    for i, j, _ in matched:
+        free_old[i] = free_new[j] = False
+    relabelled = _greedy(ious, order[free_new[order]], iou_threshold, ~same_label & free_old[:, None])
+    for i, j, _ in relabelled:
+        free_old[i] = free_new[j] = False
+    return ImageComparison(
+        old, new, tuple(sorted(matched)), tuple(sorted(relabelled)),
+        tuple(int(i) for i in np.flatnonzero(free_old)), tuple(int(j) for j in np.flatnonzero(free_new)),
+    )
+
+
+@dataclass(frozen=True)
+class AgreementResult:
+    """Agreement of a new version with the old one over a set of images (old = reference)."""
+
+    images: int
+    disagreeing_images: int
+    old_boxes: int
+    new_boxes: int
+    matched: int
+    relabelled: int
+    count_change_by_label: dict[str, int]
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.new_boxes if self.new_boxes else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.old_boxes if self.old_boxes else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def disagreement(self) -> float:
+        """Share of images with any missing, extra or relabelled box."""
+        return self.disagreeing_images / self.images if self.images else 0.0
+
+
+@dataclass
+class AgreementMetric:
+    """``update(old, new)`` per image, then ``compute()``."""
+
+    iou_threshold: float = 0.5
+    _comparisons: list[ImageComparison] = field(default_factory=list)
+
+    def update(self, old: Detections, new: Detections) -> ImageComparison:
+        comparison = match(old, new, self.iou_threshold)
+        self._comparisons.append(comparison)
+        return comparison
+
+    def reset(self) -> None:
+        self._comparisons.clear()
+
+    def compute(self) -> AgreementResult:
+        change: Counter = Counter()
+        for c in self._comparisons:
+            change.update(c.new.counts())
+            change.subtract(c.old.counts())
+        return AgreementResult(
+            images=len(self._comparisons),
+            disagreeing_images=sum(not c.agrees for c in self._comparisons),
+            old_boxes=sum(len(c.old) for c in self._comparisons),
+            new_boxes=sum(len(c.new) for c in self._comparisons),
+            matched=sum(len(c.matched) for c in self._comparisons),
+            relabelled=sum(len(c.relabelled) for c in self._comparisons),
+            count_change_by_label={label: n for label, n in sorted(change.items()) if n},
+        )
