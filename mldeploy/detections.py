@@ -8,6 +8,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 
+def xywh_to_xyxy(xywh: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """``(n, 4)`` boxes as x, y, width, height (OpenCV's rectangles) -> x1, y1, x2, y2."""
+    boxes = np.asarray(xywh, dtype=np.float32).reshape(-1, 4)
+    return np.column_stack([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]])
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """Boxes found in one image by one model.

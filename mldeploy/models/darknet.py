@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mldeploy.detections import Detections
+from mldeploy.detections import Detections, xywh_to_xyxy
 from mldeploy.errors import ModelUnavailableError
 from mldeploy.models.base import Detector, ModelSpec
 
@@ -28,26 +28,8 @@ def read_names(path: Path) -> tuple[str, ...]:
     return names
 
 
-def parse_cfg(cfg: Path) -> dict[str, int]:
-    """The few cfg values we need: ``width``/``height`` from ``[net]``, ``classes`` from the output layers."""
-    found: dict[str, int] = {}
-    section = ""
-    for raw in Path(cfg).read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("["):
-            section = line.lower()
-            continue
-        if "=" not in line:
-            continue
-        key, value = (part.strip() for part in line.split("=", 1))
-        if section in ("[net]", "[network]") and key in ("width", "height"):
-            found[key] = int(value)
-        elif section in ("[yolo]", "[region]") and key == "classes":
-            found["classes"] = int(value)
-    return found
-
-
 def _sections(cfg: Path) -> list[tuple[str, dict[str, str]]]:
+    """The cfg as ``[(section name, {key: value})]`` in file order."""
     sections: list[tuple[str, dict[str, str]]] = []
     for raw in Path(cfg).read_text(encoding="utf-8", errors="replace").splitlines():
         line = raw.split("#", 1)[0].split(";", 1)[0].strip()
@@ -57,6 +39,17 @@ def _sections(cfg: Path) -> list[tuple[str, dict[str, str]]]:
             key, value = (part.strip() for part in line.split("=", 1))
             sections[-1][1][key] = value
     return sections
+
+
+def parse_cfg(cfg: Path) -> dict[str, int]:
+    """The few cfg values we need: ``width``/``height`` from ``[net]``, ``classes`` from the output layers."""
+    found: dict[str, int] = {}
+    for name, opts in _sections(cfg):
+        if name in ("net", "network"):
+            found.update({key: int(opts[key]) for key in ("width", "height") if key in opts})
+        elif name in ("yolo", "region") and "classes" in opts:
+            found["classes"] = int(opts["classes"])
+    return found
 
 
 def expected_weight_count(cfg: Path) -> int | None:
@@ -147,5 +140,5 @@ class DarknetDetector(Detector):
             idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_id.tolist(), conf, self._nms)
             idx = np.asarray(idx, dtype=np.int64).reshape(-1)
             xywh, scores, class_id = xywh[idx], scores[idx], class_id[idx]
-        boxes = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
+        boxes = xywh_to_xyxy(xywh)
         return Detections.from_boxes(boxes, scores, class_id, self.classes, (width, height))

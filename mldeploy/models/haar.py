@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mldeploy.detections import Detections
+from mldeploy.detections import Detections, xywh_to_xyxy
 from mldeploy.errors import ModelUnavailableError
 from mldeploy.models.base import Detector, ModelSpec
 
@@ -30,6 +30,5 @@ class HaarDetector(Detector):
         rects = self._cascade.detectMultiScale(
             gray, scaleFactor=self._scale_factor, minNeighbors=self._min_neighbors, minSize=(self._min_size, self._min_size)
         )
-        rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
-        boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
+        boxes = xywh_to_xyxy(rects)
         return Detections.from_boxes(boxes, np.ones(len(boxes)), np.zeros(len(boxes), np.int32), self.classes, (width, height))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mldeploy.detections import Detections
+from mldeploy.detections import Detections, xywh_to_xyxy
 from mldeploy.models.base import Detector, ModelSpec
 
 
@@ -41,5 +41,5 @@ class HOGPeopleDetector(Detector):
         if len(rects):
             keep = np.asarray(cv2.dnn.NMSBoxes(rects.tolist(), scores.tolist(), conf, self._nms), dtype=np.int64).reshape(-1)
             rects, scores = rects[keep], scores[keep]
-        boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]) / scale
+        boxes = xywh_to_xyxy(rects) / scale
         return Detections.from_boxes(boxes, scores, np.zeros(len(boxes), np.int32), self.classes, (width, height))
