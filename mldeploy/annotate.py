@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
 from mldeploy.detections import Detections
+
+if TYPE_CHECKING:
+    from mldeploy.compare import ImageComparison
 
 # A small palette of distinct BGR colours; a label always gets the same one.
 _PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72), (23, 204, 146),
@@ -26,15 +30,17 @@ class BoxAnnotator:
         self.thickness = thickness
         self.show_confidence = show_confidence
 
-    def annotate(self, image: np.ndarray, detections: Detections) -> np.ndarray:
-        """Return a copy of ``image`` (BGR) with the detections drawn on it."""
+    def annotate(self, image: np.ndarray, detections: Detections, colours: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
+        """Return a copy of ``image`` (BGR) with the detections drawn on it (in ``colours`` when given,
+        one per box; by label otherwise)."""
         scene = image.copy()
         height, width = scene.shape[:2]
         # Scale line and text with the image so boxes stay visible on large photos.
         thickness = self.thickness or max(1, round(max(height, width) / 400))
         font_scale = max(0.4, max(height, width) / 1200)
-        for (x1, y1, x2, y2), conf, label in zip(detections.xyxy.astype(int), detections.confidence, detections.label):
-            colour = label_colour(label)
+        if colours is None:
+            colours = [label_colour(str(label)) for label in detections.label]
+        for (x1, y1, x2, y2), conf, label, colour in zip(detections.xyxy.astype(int), detections.confidence, detections.label, colours):
             cv2.rectangle(scene, (x1, y1), (x2, y2), colour, thickness)
             text = f"{label} {conf:.2f}" if self.show_confidence else str(label)
             (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))
@@ -42,6 +48,40 @@ class BoxAnnotator:
             cv2.rectangle(scene, (x1, ty - th - baseline), (x1 + tw + 4, ty + baseline), colour, cv2.FILLED)
             cv2.putText(scene, text, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), max(1, thickness - 1), cv2.LINE_AA)
         return scene
+
+
+#: Colours (BGR) of the comparison view: what both found, what only one found, what changed label.
+MATCHED, MISSING, EXTRA, RELABELLED = (60, 160, 40), (40, 40, 220), (220, 120, 20), (0, 150, 255)
+
+
+class ComparisonAnnotator:
+    """Old and new version side by side on one image: matched boxes green, boxes only the old version
+    found red, boxes only the new one found blue, relabelled boxes orange."""
+
+    def __init__(self, max_side: int = 640) -> None:
+        self.max_side = max_side
+        self._boxes = BoxAnnotator()
+
+    def annotate(self, image: np.ndarray, comparison: "ImageComparison", titles: tuple[str, str] = ("old", "new")) -> np.ndarray:
+        scale = min(1.0, self.max_side / max(image.shape[:2]))
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        old_colours = [MISSING] * len(comparison.old)
+        new_colours = [EXTRA] * len(comparison.new)
+        for pairs, colour in ((comparison.matched, MATCHED), (comparison.relabelled, RELABELLED)):
+            for i, j, _ in pairs:
+                old_colours[i], new_colours[j] = colour, colour
+        sides = []
+        for detections, colours, title in ((comparison.old, old_colours, titles[0]), (comparison.new, new_colours, titles[1])):
+            width, height = image.shape[1], image.shape[0]
+            xyxy = np.minimum(detections.xyxy * scale, np.array([width, height, width, height], np.float32))
+            scaled = Detections(xyxy, detections.confidence, detections.class_id, detections.label, (width, height))
+            drawn = self._boxes.annotate(image, scaled, colours)
+            banner = np.full((28, drawn.shape[1], 3), 255, np.uint8)
+            cv2.putText(banner, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+            sides.append(np.vstack([banner, drawn]))
+        gap = np.full((sides[0].shape[0], 8, 3), 255, np.uint8)
+        return np.hstack([sides[0], gap, sides[1]])
 
 
 def encode_image(image: np.ndarray, extension: str = ".jpg", quality: int = 90) -> bytes:

@@ -1,6 +1,6 @@
 """Matching two models' detections on the same image, and agreement metrics over many images.
 
-Groundwork for ``mldeploy shadow`` / ``canary`` (issue 3): the old version is the reference. A new box
+Used by ``mldeploy shadow`` and ``canary``: the old version is the reference. A new box
 matches an old box of the same label when their IoU is at least ``iou_threshold``; matching is
 one-to-one and greedy in the order COCO evaluation uses (new boxes by falling confidence, each taking
 the unmatched old box of highest IoU), so the counts agree with pycocotools run with the old boxes as
@@ -94,6 +94,31 @@ def match(old: Detections, new: Detections, iou_threshold: float = 0.5) -> Image
 
 
 @dataclass(frozen=True)
+class LabelAgreement:
+    """Box counts for one label: ``missing`` are the old version's boxes of this label that the new one
+    did not find at all, ``relabelled`` those it found under another label."""
+
+    old: int = 0
+    new: int = 0
+    matched: int = 0
+    missing: int = 0
+    extra: int = 0
+    relabelled: int = 0
+
+    @property
+    def count_change(self) -> int:
+        return self.new - self.old
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.old if self.old else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.new if self.new else 1.0
+
+
+@dataclass(frozen=True)
 class AgreementResult:
     """Agreement of a new version with the old one over a set of images (old = reference)."""
 
@@ -102,8 +127,11 @@ class AgreementResult:
     old_boxes: int
     new_boxes: int
     matched: int
+    missing: int
+    extra: int
     relabelled: int
-    count_change_by_label: dict[str, int]
+    iou_sum: float
+    per_label: dict[str, LabelAgreement]
 
     @property
     def precision(self) -> float:
@@ -123,6 +151,20 @@ class AgreementResult:
         """Share of images with any missing, extra or relabelled box."""
         return self.disagreeing_images / self.images if self.images else 0.0
 
+    @property
+    def mean_iou(self) -> float | None:
+        """Mean IoU of matched boxes: drops when the new version's boxes drift but still match."""
+        return self.iou_sum / self.matched if self.matched else None
+
+    @property
+    def count_change_by_label(self) -> dict[str, int]:
+        return {label: stats.count_change for label, stats in self.per_label.items() if stats.count_change}
+
+    @property
+    def max_relative_count_change(self) -> float:
+        """Largest ``|new - old| / old`` over labels (an absent label counts as one box)."""
+        return max((abs(s.count_change) / max(s.old, 1) for s in self.per_label.values()), default=0.0)
+
 
 @dataclass
 class AgreementMetric:
@@ -133,23 +175,44 @@ class AgreementMetric:
 
     def update(self, old: Detections, new: Detections) -> ImageComparison:
         comparison = match(old, new, self.iou_threshold)
-        self._comparisons.append(comparison)
+        self.add(comparison)
         return comparison
+
+    def add(self, comparison: ImageComparison) -> None:
+        """Count a comparison made elsewhere (the shadow engine matches once and shares it)."""
+        self._comparisons.append(comparison)
 
     def reset(self) -> None:
         self._comparisons.clear()
 
     def compute(self) -> AgreementResult:
-        change: Counter = Counter()
+        per_label: dict[str, Counter] = {}
+
+        def bump(label, key: str) -> None:
+            per_label.setdefault(str(label), Counter())[key] += 1
+
         for c in self._comparisons:
-            change.update(c.new.counts())
-            change.subtract(c.old.counts())
+            for label in c.old.label:
+                bump(label, "old")
+            for label in c.new.label:
+                bump(label, "new")
+            for i, _, _ in c.matched:
+                bump(c.old.label[i], "matched")
+            for i in c.missing:
+                bump(c.old.label[i], "missing")
+            for j in c.extra:
+                bump(c.new.label[j], "extra")
+            for i, _, _ in c.relabelled:
+                bump(c.old.label[i], "relabelled")
         return AgreementResult(
             images=len(self._comparisons),
             disagreeing_images=sum(not c.agrees for c in self._comparisons),
             old_boxes=sum(len(c.old) for c in self._comparisons),
             new_boxes=sum(len(c.new) for c in self._comparisons),
             matched=sum(len(c.matched) for c in self._comparisons),
+            missing=sum(len(c.missing) for c in self._comparisons),
+            extra=sum(len(c.extra) for c in self._comparisons),
             relabelled=sum(len(c.relabelled) for c in self._comparisons),
-            count_change_by_label={label: n for label, n in sorted(change.items()) if n},
+            iou_sum=sum(iou for c in self._comparisons for _, _, iou in c.matched),
+            per_label={label: LabelAgreement(**counts) for label, counts in sorted(per_label.items())},
         )

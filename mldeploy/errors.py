@@ -79,3 +79,22 @@ class OutputError(MldeployError):
 
     exit_code = 1
     http_status = 500
+
+
+class ConfigError(UsageError):
+    """An ``mldeploy.toml`` that cannot be read or says something impossible."""
+
+    http_status = 500
+
+
+class StateError(MldeployError):
+    """The state store (live versions and history) cannot be read or written."""
+
+    exit_code = 5
+    http_status = 503
+
+
+class NothingToRollBackError(UsageError):
+    """A rollback asked of a model that has no earlier live version."""
+
+    http_status = 409

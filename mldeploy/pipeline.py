@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
-import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ import numpy as np
 from mldeploy.annotate import BoxAnnotator, encode_image
 from mldeploy.detections import Detections
 from mldeploy.errors import InferenceError, InputNotFoundError, MldeployError, OutputError
+from mldeploy.fileio import atomic_write
 from mldeploy.images import IMAGE_EXTENSIONS, read_image
 from mldeploy.models.base import Detector
 
@@ -136,16 +135,9 @@ class AnnotatedImageWriter:
             raise OutputError(f"refusing to overwrite input image {target}")
         try:
             data = encode_image(self.annotator.annotate(image, detections), target.suffix)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Write to a temporary file and rename, so a crash never leaves half an image behind.
-            fd, tmp = tempfile.mkstemp(prefix=".mldeploy-", suffix=target.suffix, dir=target.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         except Exception as exc:  # OpenCV cannot encode this image/format
             raise OutputError(f"cannot write {target}: {exc}") from None
+        atomic_write(target, data)
         return target
 
 
@@ -184,15 +176,7 @@ def detect_images(
             saving = None
             try:
                 image = decoded.result()
-                started = time.perf_counter()
-                try:
-                    detections = detector.detect(image, conf)
-                except MldeployError:
-                    raise
-                except Exception as exc:
-                    raise InferenceError(f"{ref} failed on this image: {exc}") from exc
-                result.seconds = time.perf_counter() - started
-                result.detections = detections.filter(labels=labels) if labels else detections
+                result.detections, result.seconds = run_detector(detector, image, conf, labels)
                 if writer is not None:
                     saving = pool.submit(writer.save, item, image, result.detections)
             except MldeployError as exc:
@@ -202,6 +186,17 @@ def detect_images(
                 yield _settle(*finished.popleft())
         while finished:
             yield _settle(*finished.popleft())
+
+
+def run_detector(detector: Detector, image: np.ndarray, conf: float | None = None, labels: Sequence[str] | None = None) -> tuple[Detections, float]:
+    """One guarded forward pass: any exception from the model becomes an :class:`InferenceError`."""
+    try:
+        detections, seconds = detector.timed_detect(image, conf)
+    except MldeployError:
+        raise
+    except Exception as exc:
+        raise InferenceError(f"{detector.spec.ref} failed on this image: {type(exc).__name__}: {exc}") from exc
+    return (detections.filter(labels=labels) if labels else detections), seconds
 
 
 def _settle(result: DetectionResult, saving: Future | None) -> DetectionResult:

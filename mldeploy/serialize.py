@@ -70,3 +70,75 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "inference_seconds": round(summary.inference_seconds, 3),
         "images_per_second": round(summary.images_per_second, 2),
     }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def latency_to_dict(stats) -> dict[str, Any]:
+    ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
+    return {"calls": stats.calls, "p50_ms": ms(stats.p50), "p95_ms": ms(stats.p95), "mean_ms": ms(stats.mean)}
+
+
+def shadow_summary_to_dict(summary) -> dict[str, Any]:
+    """A :class:`~mldeploy.rollout.shadow.ShadowSummary` as plain data."""
+    a = summary.agreement
+    return {
+        "old": summary.old,
+        "new": summary.new,
+        "iou_threshold": summary.iou_threshold,
+        "images": summary.images,
+        "compared": summary.compared,
+        "unreadable": summary.unreadable,
+        "old_errors": summary.old_errors,
+        "new_errors": summary.new_errors,
+        "disagreeing_images": a.disagreeing_images,
+        "disagreement": _round(a.disagreement),
+        "precision": _round(a.precision),
+        "recall": _round(a.recall),
+        "f1": _round(a.f1),
+        "mean_iou": _round(a.mean_iou),
+        "boxes": {"old": a.old_boxes, "new": a.new_boxes, "matched": a.matched, "missing": a.missing, "extra": a.extra, "relabelled": a.relabelled},
+        "per_label": {
+            label: {"old": s.old, "new": s.new, "matched": s.matched, "missing": s.missing, "extra": s.extra,
+                    "relabelled": s.relabelled, "count_change": s.count_change, "recall": _round(s.recall), "precision": _round(s.precision)}
+            for label, s in a.per_label.items()
+        },
+        "latency": {"old": latency_to_dict(summary.old_latency), "new": latency_to_dict(summary.new_latency),
+                    "p50_ratio": _round(summary.latency_ratio, 3), "p95_ratio": _round(summary.p95_ratio, 3)},
+    }
+
+
+def gate_to_dict(result) -> dict[str, Any]:
+    return {"gate": result.name, "flag": result.gate.flag, "kind": result.gate.kind, "bound": result.bound,
+            "value": _round(result.value, 6), "passed": result.passed, "message": result.message}
+
+
+def shadow_record_to_dict(record) -> dict[str, Any]:
+    """One image of a shadow or canary replay: both versions' answers and how they match."""
+    out: dict[str, Any] = {"image": record.source}
+    if record.input_error is not None:
+        out["error"] = str(record.input_error)
+        out["error_type"] = type(record.input_error).__name__
+        return out
+    for side in ("old", "new"):
+        result = getattr(record, side)
+        entry: dict[str, Any] = {"model": result.model}
+        if result.ok:
+            entry.update(count=len(result.detections), detections=detections_to_list(result.detections), inference_ms=round(result.seconds * 1000, 2))
+        else:
+            entry.update(error=str(result.error), error_type=type(result.error).__name__)
+        out[side] = entry
+    c = record.comparison
+    if c is not None:
+        out["comparison"] = {
+            "agrees": c.agrees,
+            "matched": [{"old": i, "new": j, "iou": round(iou, 4)} for i, j, iou in c.matched],
+            "relabelled": [{"old": i, "new": j, "iou": round(iou, 4)} for i, j, iou in c.relabelled],
+            "missing": list(c.missing),
+            "extra": list(c.extra),
+            "mean_iou": _round(c.mean_iou),
+            "count_change": c.count_change,
+        }
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,17 @@ class Detector(ABC):
 
     def detect(self, image: "np.ndarray", conf: float | None = None) -> "Detections":
         """Find objects in an 8-bit BGR image; keep those scoring at least ``conf`` (default: the spec's)."""
+        return self.timed_detect(image, conf)[0]
+
+    def timed_detect(self, image: "np.ndarray", conf: float | None = None) -> tuple["Detections", float]:
+        """:meth:`detect`, and the seconds the model itself took (timed under the lock, so time spent
+        waiting for another thread's call is not counted as this call's latency)."""
         threshold = self.spec.conf if conf is None else float(conf)
         with self._lock:
+            started = time.perf_counter()
             detections = self._predict(image, threshold)
-        return detections.filter(min_confidence=threshold)
+            seconds = time.perf_counter() - started
+        return detections.filter(min_confidence=threshold), seconds
 
     @abstractmethod
     def _predict(self, image: "np.ndarray", conf: float) -> "Detections":

@@ -1,0 +1,240 @@
+"""Reports a CI job keeps: JSON (every image), JUnit XML (one case per image and per gate), HTML.
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves half a
+report; nothing is ever written over an input image, and an HTML folder is replaced only when it is
+empty or an earlier mldeploy report (it carries a marker file).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mldeploy.errors import MldeployError, OutputError
+from mldeploy.fileio import atomic_write
+from mldeploy.rollout.gates import GateResult
+from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, most_disagreeing
+from mldeploy.serialize import gate_to_dict, shadow_record_to_dict, shadow_summary_to_dict
+
+HTML_MARKER = ".mldeploy-report"
+
+
+@dataclass
+class Report:
+    """What every writer needs: the records, their summary, the gates, and the run's settings."""
+
+    kind: str  # "shadow" or "canary"
+    records: Sequence[ShadowRecord]
+    summary: ShadowSummary
+    gates: list[GateResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the canary's timeline
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "passed": self.passed,
+            "settings": self.settings,
+            "summary": shadow_summary_to_dict(self.summary),
+            "gates": [gate_to_dict(g) for g in self.gates],
+            **self.extra,
+            "images": [shadow_record_to_dict(r) for r in self.records],
+        }
+
+
+def write_json(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
+    return atomic_write(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"), protect)
+
+
+def junit_xml(report: Report) -> bytes:
+    """JUnit XML: suite ``gates`` (a case per gate) and suite ``images`` (a case per image; a failure
+    when the versions disagree on it, an error when it could not be read or a version raised)."""
+    root = ET.Element("testsuites", name=f"mldeploy {report.kind} {report.summary.old} -> {report.summary.new}")
+    gates = ET.SubElement(root, "testsuite", name="gates")
+    for g in report.gates:
+        case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)
+        if not g.passed:
+            ET.SubElement(case, "failure", message=g.message, type="GateFailed").text = g.gate.what
+    images = ET.SubElement(root, "testsuite", name="images")
+    for r in report.records:
+        seconds = (r.old.seconds + r.new.seconds) if r.input_error is None else 0.0
+        case = ET.SubElement(images, "testcase", classname=f"mldeploy.{report.kind}.images", name=r.source, time=f"{seconds:.4f}")
+        if r.input_error is not None:
+            ET.SubElement(case, "error", message=str(r.input_error), type=type(r.input_error).__name__)
+        elif not (r.old.ok and r.new.ok):
+            for side in (r.old, r.new):
+                if not side.ok:
+                    ET.SubElement(case, "error", message=f"{side.model}: {side.error}", type=type(side.error).__name__)
+        elif not r.comparison.agrees:
+            c = r.comparison
+            message = f"{len(c.missing)} missing, {len(c.extra)} extra, {len(c.relabelled)} relabelled ({len(c.old)} old boxes, {len(c.new)} new)"
+            ET.SubElement(case, "failure", message=message, type="Disagreement").text = json.dumps(shadow_record_to_dict(r)["comparison"])
+    for suite in (gates, images):
+        cases = list(suite)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
+        suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
+    root.set("tests", str(len(report.gates) + len(report.records)))
+    root.set("failures", str(int(gates.get("failures")) + int(images.get("failures"))))
+    root.set("errors", images.get("errors"))
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_junit(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
+    return atomic_write(path, junit_xml(report), protect)
+
+
+def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_images: int = 200) -> Path:
+    """A folder with ``index.html`` and ``images/``: summary, gates, per-label table, errors, and the
+    disagreeing images with old and new side by side (the ``max_images`` worst of them)."""
+    from mldeploy.annotate import ComparisonAnnotator, encode_image
+    from mldeploy.images import read_image
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--html {folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / HTML_MARKER).exists():
+        raise OutputError(f"--html {folder} is a folder with other files in it; give an empty or new folder (an earlier report is replaced)")
+    resolved_inputs = {Path(p).resolve() for p in protect}
+    if folder.resolve() in resolved_inputs or any(folder.resolve() in p.parents for p in resolved_inputs):
+        raise OutputError(f"--html {folder} would hold input images; give a folder outside the image set")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".mldeploy-report-", dir=folder.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    try:
+        (staging / "images").mkdir()
+        (staging / HTML_MARKER).write_text("written by mldeploy; this folder is replaced by the next report\n")
+        disagreeing = [r for r in report.records if r.comparison is not None and not r.comparison.agrees]
+        shown = most_disagreeing(report.records, max_images)
+        annotator = ComparisonAnnotator()
+        figures = []
+        for n, record in enumerate(shown, 1):
+            name = f"images/{n:04d}.jpg"
+            try:
+                picture = annotator.annotate(read_image(record.item.path), record.comparison, (f"old: {record.old.model}", f"new: {record.new.model}"))
+                (staging / name).write_bytes(encode_image(picture, ".jpg", 85))
+            except MldeployError as exc:  # the image changed or vanished since it was replayed
+                figures.append(_figure(record, None, str(exc)))
+                continue
+            figures.append(_figure(record, name, None))
+        page = _page(report, figures, len(disagreeing))
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder / "index.html"
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+td:first-child,th:first-child{text-align:left} .pass{color:#157f3b;font-weight:600} .fail{color:#c62828;font-weight:600}
+.verdict{display:inline-block;padding:.2em .7em;border-radius:4px;color:#fff} .verdict.pass{background:#157f3b} .verdict.fail{background:#c62828}
+figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #ccc} figcaption{font-size:.95em;margin-top:.3em}
+.legend span{display:inline-block;padding:0 .5em;margin-right:.5em;color:#fff;border-radius:3px}
+code{background:#f4f4f4;padding:0 .25em}
+"""
+
+
+def _figure(record: ShadowRecord, src: str | None, error: str | None) -> str:
+    c = record.comparison
+    caption = (
+        f"<code>{html.escape(record.source)}</code>: {len(c.missing)} missing, {len(c.extra)} extra, "
+        f"{len(c.relabelled)} relabelled; {len(c.old)} old boxes, {len(c.new)} new"
+        + (f"; mean IoU {c.mean_iou:.3f}" if c.mean_iou is not None else "")
+    )
+    if src is None:
+        return f"<figure><figcaption>{caption} (image not shown: {html.escape(error or '')})</figcaption></figure>"
+    alt = html.escape(f"{record.source}: old and new side by side", quote=True)
+    return f'<figure><img src="{src}" alt="{alt}" loading="lazy"><figcaption>{caption}</figcaption></figure>'
+
+
+def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _page(report: Report, figures: list[str], disagreeing: int) -> str:
+    s = report.summary
+    a = s.agreement
+    esc = html.escape
+    ms = lambda v: "n/a" if v is None else f"{v * 1000:.1f} ms"  # noqa: E731
+    ratio = lambda v: "n/a" if v is None else f"{v:.2f}x"  # noqa: E731
+    verdict = '<span class="verdict pass">PASS</span>' if report.passed else '<span class="verdict fail">FAIL</span>'
+    gates = _rows(
+        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(("<= " if g.gate.kind == "max" else ">= ") + g.gate.show(g.bound / 1000 if g.gate.unit == "ms" else g.bound)),
+          '<span class="pass">pass</span>' if g.passed else '<span class="fail">FAIL</span>') for g in report.gates],
+        ("gate", "value", "bound", "result"),
+    )
+    summary = _rows(
+        [
+            ("images", s.images), ("compared (both versions answered)", s.compared), ("unreadable images", s.unreadable),
+            (f"errors of {esc(s.old)}", s.old_errors), (f"errors of {esc(s.new)}", s.new_errors),
+            ("images with any disagreement", f"{a.disagreeing_images} ({a.disagreement * 100:.1f}%)"),
+            ("precision (new boxes matching old)", f"{a.precision:.3f}"), ("recall (old boxes found again)", f"{a.recall:.3f}"),
+            ("F1", f"{a.f1:.3f}"), ("mean IoU of matches", "n/a" if a.mean_iou is None else f"{a.mean_iou:.3f}"),
+            ("boxes old / new / matched", f"{a.old_boxes} / {a.new_boxes} / {a.matched}"),
+            ("latency p50 old / new", f"{ms(s.old_latency.p50)} / {ms(s.new_latency.p50)} ({ratio(s.latency_ratio)})"),
+            ("latency p95 old / new", f"{ms(s.old_latency.p95)} / {ms(s.new_latency.p95)} ({ratio(s.p95_ratio)})"),
+        ],
+        ("", "value"),
+    )
+    labels = _rows(
+        [(esc(label), x.old, x.new, f"{x.count_change:+d}", x.matched, x.missing, x.extra, x.relabelled, f"{x.recall:.3f}", f"{x.precision:.3f}")
+         for label, x in a.per_label.items()],
+        ("label", "old", "new", "change", "matched", "missing", "extra", "relabelled", "recall", "precision"),
+    )
+    errors = [
+        (f"<code>{esc(r.source)}</code>", esc(str(r.input_error)) if r.input_error is not None
+         else "; ".join(esc(f"{side.model}: {side.error}") for side in (r.old, r.new) if not side.ok))
+        for r in report.records if r.input_error is not None or not (r.old.ok and r.new.ok)
+    ]
+    timeline = ""
+    if "timeline" in report.extra:
+        timeline = "<h2>Canary timeline</h2>" + _rows(
+            [(f"{t['share']:g}%", t["canary_requests"], "n/a" if t.get("disagreement") is None else f"{t['disagreement'] * 100:.1f}%",
+              t.get("new_errors", ""), ms(t.get("new_p50_s")), esc(t["verdict"])) for t in report.extra["timeline"]],
+            ("step", "canary requests", "disagreement", "errors", "new p50", "verdict"),
+        )
+    shown = len(figures)
+    more = f" The {shown} most disagreeing are shown." if shown < disagreeing else ""
+    legend = ('<p class="legend"><span style="background:#28a03c">both found</span><span style="background:#dc2828">only old</span>'
+              '<span style="background:#1478dc">only new</span><span style="background:#ff9600">relabelled</span></p>')
+    settings = ", ".join(f"{esc(str(k))} = <code>{esc(str(v))}</code>" for k, v in report.settings.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mldeploy {esc(report.kind)}: {esc(s.old)} vs {esc(s.new)}</title><style>{_CSS}</style></head>
+<body>
+<h1>mldeploy {esc(report.kind)}: <code>{esc(s.old)}</code> (old) vs <code>{esc(s.new)}</code> (new) {verdict}</h1>
+<p>{settings}</p>
+<h2>Gates</h2>{gates if report.gates else "<p>No gates.</p>"}
+{timeline}
+<h2>Summary</h2>{summary}
+<h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}
+<h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>None.</p>"}
+<h2 id="disagreements">Disagreeing images ({disagreeing})</h2>
+<p>{disagreeing} of {s.compared} compared images differ.{more}</p>{legend if figures else ""}
+{"".join(figures)}
+</body></html>
+"""

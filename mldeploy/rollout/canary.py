@@ -1,0 +1,140 @@
+"""Canary rehearsal: replay an image set as traffic with a growing share routed to the new version.
+
+Routing is deterministic and sticky: each image gets a bucket in [0, 1) from a hash of its path
+(relative to the folder it came from) and an optional salt, and goes to the new version while the
+step's share is above its bucket. Shares only grow, so an image that reached the canary at 5% stays on
+it at 25%, the way a real router keeps a user on the version it first served them; and a rerun routes
+every image the same way.
+
+At each step the gates are checked on the canary's requests so far, against what the old version
+answers for the same images. The first failing step stops the rollout; later steps do not run, and
+the images they would have sent to the canary are never run through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Mapping, Sequence
+
+from mldeploy.errors import UsageError
+from mldeploy.models.base import Detector
+from mldeploy.pipeline import ImageInput
+from mldeploy.rollout.gates import GateResult, evaluate
+from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowSummary, replay
+
+DEFAULT_STEPS = (5, 25, 50, 100)
+
+
+def parse_steps(text: str) -> tuple[float, ...]:
+    """``"5,25,50,100"`` -> ``(5.0, 25.0, 50.0, 100.0)``: increasing percentages in (0, 100]."""
+    try:
+        steps = tuple(float(part.strip().rstrip("%")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--steps {text!r}: write percentages separated by commas, e.g. 5,25,50,100") from None
+    if not steps:
+        raise UsageError("--steps is empty: give at least one percentage, e.g. 100")
+    if any(not 0 < s <= 100 for s in steps):
+        raise UsageError(f"--steps {text!r}: every step must be above 0 and at most 100")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise UsageError(f"--steps {text!r}: steps must increase")
+    return steps
+
+
+def routing_key(item: ImageInput) -> str:
+    try:
+        return PurePath(item.path.resolve().relative_to(item.root)).as_posix()
+    except ValueError:
+        return item.path.name
+
+
+def bucket(key: str, salt: str = "") -> float:
+    """Stable position of ``key`` in [0, 1); the same on every machine and every run."""
+    digest = hashlib.sha256(f"{salt}\0{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class StepResult:
+    """One step of the rollout: ``share`` percent of the traffic on the new version."""
+
+    share: float
+    requests: int
+    canary_requests: int = 0
+    summary: ShadowSummary | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    verdict: str = "not run"  # pass | fail | no traffic | not run
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+
+@dataclass
+class CanaryRun:
+    old: str
+    new: str
+    steps: list[StepResult]
+    records: list[ShadowRecord]
+    wall_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(step.verdict in ("pass", "no traffic") for step in self.steps) and any(s.verdict == "pass" for s in self.steps)
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((step for step in self.steps if step.verdict == "fail"), None)
+
+    def failure_reason(self) -> str:
+        step = self.failed_step
+        if step is None:
+            if not self.passed:
+                return "no step sent any traffic to the new version"
+            return ""
+        gates = "; ".join(g.message for g in step.failed_gates)
+        return f"canary of {self.new} failed at {step.share:g}% ({step.canary_requests} requests): {gates}"
+
+
+def run_canary(
+    inputs: Sequence[ImageInput],
+    old: Detector,
+    new: Detector,
+    steps: Sequence[float],
+    bounds: Mapping[str, float],
+    *,
+    iou_threshold: float = 0.5,
+    labels: Sequence[str] | None = None,
+    salt: str = "",
+    workers: int = 2,
+    on_step=None,
+) -> CanaryRun:
+    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step."""
+    started = time.perf_counter()
+    ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
+    results = [StepResult(share, len(ordered)) for share in steps]
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold)
+    stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, labels=labels, workers=workers)
+    position = 0
+    try:
+        for step in results:
+            limit = step.share / 100
+            while position < len(ordered) and ordered[position][0] < limit:
+                metric.update(next(stream))
+                position += 1
+            step.canary_requests = position
+            if position == 0:
+                step.verdict = "no traffic"
+            else:
+                step.summary = metric.compute()
+                step.gates = evaluate(step.summary, bounds)
+                step.verdict = "fail" if step.failed_gates else "pass"
+            if on_step is not None:
+                on_step(step)
+            if step.verdict == "fail":
+                break
+    finally:
+        stream.close()  # stop the replay's threads if the rollout stopped early
+    return CanaryRun(old.spec.ref, new.spec.ref, results, list(metric.records), time.perf_counter() - started)

@@ -1,0 +1,123 @@
+"""Release gates: bounds on a :class:`~mldeploy.rollout.shadow.ShadowSummary` that a CI job enforces.
+
+Each gate has a name (``max_disagreement``), a command-line flag (``--max-disagreement``) and a key in
+``mldeploy.toml``'s ``[gates]`` table. Bounds come from the flag, else the project file, else the
+default here; only ``max_new_errors`` (0) and ``min_images`` (1) are on by default, so a new version
+that crashes, or a run that compared nothing, never passes quietly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from mldeploy.errors import ConfigError
+from mldeploy.rollout.shadow import ShadowSummary
+
+
+def _mean_iou(summary: ShadowSummary) -> float | None:
+    agreement = summary.agreement
+    if agreement.matched:
+        return agreement.mean_iou
+    return 0.0 if agreement.old_boxes else None  # the old version found boxes and none matched: worst case
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    kind: str  # "max" or "min"
+    metric: Callable[[ShadowSummary], float | None]
+    what: str
+    unit: str = ""  # "%" shows a share as a percentage, "ms" seconds as milliseconds, "x" a ratio
+    default: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def show(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        if self.unit == "%":
+            return f"{value * 100:.1f}%"
+        if self.unit == "ms":
+            return f"{value * 1000:.1f} ms"
+        if self.unit == "x":
+            return f"{value:.2f}x"
+        if self.unit == "n":
+            return f"{value:g}"
+        return f"{value:.3f}"
+
+
+GATES: dict[str, Gate] = {
+    gate.name: gate
+    for gate in (
+        Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree", "%"),
+        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box"),
+        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds"),
+        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall"),
+        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)"),
+        Gate("max_count_change", "max", lambda s: s.agreement.max_relative_count_change, "largest relative change in a label's box count", "%"),
+        Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency", "x"),
+        Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "ms"),
+        Gate("max_new_errors", "max", lambda s: s.new_errors, "images the new version failed on (the old one did not fail to read)", "n", 0),
+        Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "n", 1),
+    )
+}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: Gate
+    bound: float
+    value: float | None
+    passed: bool
+
+    @property
+    def name(self) -> str:
+        return self.gate.name
+
+    @property
+    def message(self) -> str:
+        op = "<=" if self.gate.kind == "max" else ">="
+        bound = self.gate.show(self.bound / 1000 if self.gate.unit == "ms" else self.bound)
+        verdict = "ok" if self.passed else "FAILED"
+        return f"{self.gate.flag}: {self.gate.show(self.value)} (must be {op} {bound}) {verdict}"
+
+
+def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Flag, else project file, else default, for each gate that ends up with a bound."""
+    project = dict(project or {})
+    unknown = set(project) - set(GATES)
+    if unknown:
+        raise ConfigError(f"[gates]: unknown gate {sorted(unknown)[0]!r} (known: {', '.join(GATES)})")
+    bounds: dict[str, float] = {}
+    for name, gate in GATES.items():
+        value = flags.get(name)
+        if value is None:
+            value = project.get(name, gate.default)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"[gates] {name} must be a number, not {value!r}")
+        bounds[name] = float(value)
+    return bounds
+
+
+def evaluate(summary: ShadowSummary, bounds: Mapping[str, float]) -> list[GateResult]:
+    """Check every bound. A figure with nothing to measure (mean IoU when neither version found a box,
+    a latency ratio when a version never answered) passes as "n/a": ``min_images`` and
+    ``max_new_errors`` are what stop a run with no evidence."""
+    results = []
+    for name, bound in bounds.items():
+        gate = GATES[name]
+        value = gate.metric(summary)
+        scaled = bound / 1000 if gate.unit == "ms" else bound
+        if value is None:
+            passed = True
+        elif gate.kind == "max":
+            passed = value <= scaled + 1e-12
+        else:
+            passed = value >= scaled - 1e-12
+        results.append(GateResult(gate, bound, value, passed))
+    return results

@@ -1,0 +1,240 @@
+"""Live versions and the append-only history of every change, in one SQLite file.
+
+Every change is one ``BEGIN IMMEDIATE`` transaction that reads the live version, appends the history
+row and moves the live pointer together, so two processes promoting at once serialise on SQLite's
+write lock: neither loses a row, and each row's ``from`` is the previous row's ``to``. Triggers make
+the history table refuse updates and deletes. Reading never creates the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import socket
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from mldeploy.errors import NothingToRollBackError, StateError
+
+DB_NAME = "state.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS live (
+    model TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    since TEXT NOT NULL,
+    change_id INTEGER NOT NULL REFERENCES history(id)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    from_version TEXT NOT NULL,
+    to_version TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    command TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_model ON history(model, id);
+CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history
+    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
+    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+"""
+
+ACTIONS = ("promote", "rollback", "canary-promote", "canary-rollback")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One history row: ``model`` went from ``from_version`` to ``to_version`` at ``at``."""
+
+    id: int
+    model: str
+    from_version: str
+    to_version: str
+    action: str
+    reason: str
+    command: str
+    actor: str
+    at: str
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class StateStore:
+    """The state database under ``state_dir`` (created on the first change, not on reads)."""
+
+    def __init__(self, state_dir: Path, timeout: float = 30.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / DB_NAME
+        self.timeout = timeout
+
+    # -- reading ---------------------------------------------------------------------------------
+    def live_versions(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        with self._connect(write=False) as db:
+            if db is None:
+                return {}
+            return dict(db.execute("SELECT model, version FROM live ORDER BY model").fetchall())
+
+    def live(self, model: str) -> str | None:
+        return self.live_versions().get(model)
+
+    def history(self, model: str | None = None, limit: int | None = None) -> list[Change]:
+        """Changes, oldest first (the last ``limit`` of them when given)."""
+        if not self.path.exists():
+            return []
+        query = "SELECT id, model, from_version, to_version, action, reason, command, actor, at FROM history"
+        params: tuple = ()
+        if model is not None:
+            query += " WHERE model = ?"
+            params = (model,)
+        query += " ORDER BY id DESC"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        with self._connect(write=False) as db:
+            rows = db.execute(query, params).fetchall() if db is not None else []
+        return [Change(*row) for row in reversed(rows)]
+
+    # -- changing --------------------------------------------------------------------------------
+    def switch(self, model: str, to_version: str, *, current_default: str, action: str = "promote", reason: str = "", command: str = "") -> Change | None:
+        """Make ``to_version`` live. ``None`` when it already is and ``action`` is a plain promote.
+
+        ``current_default`` is what is live when the store has never recorded the model.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        with self._transaction() as db:
+            current = self._live_in(db, model) or current_default
+            if current == to_version and action == "promote":
+                return None
+            return self._append(db, model, current, to_version, action, reason, command)
+
+    def rollback(self, model: str, *, current_default: str, reason: str = "", command: str = "") -> Change:
+        """Go back to the version that was live before the current one.
+
+        Raises:
+            NothingToRollBackError: the model has never changed version.
+        """
+        with self._transaction() as db:
+            current = self._live_in(db, model) or current_default
+            row = db.execute(
+                "SELECT from_version FROM history WHERE model = ? AND to_version = ? AND from_version != to_version ORDER BY id DESC LIMIT 1",
+                (model, current),
+            ).fetchone()
+            if row is None:
+                raise NothingToRollBackError(f"{model} has no earlier live version to roll back to ({model}@{current} is live and always was)")
+            return self._append(db, model, current, row[0], "rollback", reason, command)
+
+    # -- internals -------------------------------------------------------------------------------
+    @staticmethod
+    def _live_in(db: sqlite3.Connection, model: str) -> str | None:
+        row = db.execute("SELECT version FROM live WHERE model = ?", (model,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _append(db: sqlite3.Connection, model: str, from_version: str, to_version: str, action: str, reason: str, command: str) -> Change:
+        at = _now()
+        actor = _actor()
+        cursor = db.execute(
+            "INSERT INTO history (model, from_version, to_version, action, reason, command, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (model, from_version, to_version, action, reason, command, actor, at),
+        )
+        change_id = cursor.lastrowid
+        db.execute(
+            "INSERT INTO live (model, version, since, change_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(model) DO UPDATE SET version = excluded.version, since = excluded.since, change_id = excluded.change_id",
+            (model, to_version, at, change_id),
+        )
+        return Change(change_id, model, from_version, to_version, action, reason, command, actor, at)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect(write=True) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")  # take the write lock before reading what is live
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool) -> Iterator[sqlite3.Connection | None]:
+        """A connection with the schema in place; for reading, ``None`` when nothing was ever recorded."""
+        if self.state_dir.exists() and not self.state_dir.is_dir():
+            raise StateError(f"state directory {self.state_dir} is a file; point --state-dir or MLDEPLOY_STATE_DIR elsewhere")
+        if write:
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot create state directory {self.state_dir}: {exc.strerror or exc}") from None
+        try:
+            if write:
+                db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            else:
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from None
+        try:
+            try:
+                recorded = self._check_schema(db, write)
+                yield db if recorded else None
+            except sqlite3.DatabaseError as exc:
+                raise StateError(self._explain(exc)) from None
+        finally:
+            db.close()
+
+    def _check_schema(self, db: sqlite3.Connection, write: bool) -> bool:
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # fails on a file that is not SQLite
+        if version > SCHEMA_VERSION:
+            raise StateError(f"{self.path} was written by a newer mldeploy (schema {version}, this one knows {SCHEMA_VERSION}); upgrade mldeploy")
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and tables - {"sqlite_sequence"}:
+            raise StateError(f"{self.path} is an SQLite file but not an mldeploy state database; move it away or point --state-dir elsewhere")
+        if version == 0:
+            if not write:
+                return False  # an empty file: nothing recorded yet
+            db.execute("PRAGMA journal_mode=WAL")  # readers (a server) never wait for a promotion
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:  # another process may have won the race
+                    for statement in _SCHEMA.split(";\n"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        elif not {"live", "history"} <= tables:
+            raise StateError(f"{self.path} is damaged: its live or history table is missing; it was left as it is")
+        return True
+
+    def _explain(self, exc: sqlite3.DatabaseError) -> str:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return f"{self.path} is not a readable mldeploy state database ({text}); it was left as it is: move it away or point --state-dir elsewhere"
+        if "locked" in text or "busy" in text:
+            return f"state database {self.path} stayed locked for {self.timeout:g} s by another mldeploy process; try again"
+        if "readonly" in text or "read-only" in text:
+            return f"state database {self.path} is read-only here ({text})"
+        return f"state database {self.path}: {text}"
