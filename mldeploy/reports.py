@@ -183,7 +183,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     ratio = lambda v: "n/a" if v is None else f"{v:.2f}x"  # noqa: E731
     verdict = '<span class="verdict pass">PASS</span>' if report.passed else '<span class="verdict fail">FAIL</span>'
     gates = _rows(
-        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(("<= " if g.gate.kind == "max" else ">= ") + g.gate.show(g.bound / 1000 if g.gate.unit == "ms" else g.bound)),
+        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(g.bound_text),
           '<span class="pass">pass</span>' if g.passed else '<span class="fail">FAIL</span>') for g in report.gates],
         ("gate", "value", "bound", "result"),
     )

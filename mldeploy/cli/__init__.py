@@ -9,8 +9,11 @@ from __future__ import annotations
 import typer
 
 from mldeploy import __version__
+from mldeploy.cli import canary as _canary
 from mldeploy.cli import detect as _detect
 from mldeploy.cli import models as _models
+from mldeploy.cli import rollout as _rollout
+from mldeploy.cli import shadow as _shadow
 from mldeploy.cli.console import state
 
 app = typer.Typer(
@@ -36,7 +39,8 @@ def main_callback(
 ) -> None:
     """Local object detection and deployment rehearsal for detection models.
 
-    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 4 model cannot be loaded.
+    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 3 a release gate failed (shadow,
+    canary), 4 model cannot be loaded, 5 the state store cannot be read or written.
     """
     if debug:
         state.debug = True
@@ -44,6 +48,11 @@ def main_callback(
 
 app.command("detect", no_args_is_help=True)(_detect.detect)
 app.command("models")(_models.models)
+app.command("shadow", no_args_is_help=True, rich_help_panel="Rollout")(_shadow.shadow)
+app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.canary)
+app.command("promote", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.promote)
+app.command("rollback", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.rollback)
+app.command("history", rich_help_panel="Rollout")(_rollout.history)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
+from mldeploy.cli.options import ConfigOption, StateDirOption, project
 from mldeploy.errors import UsageError
 
 
@@ -26,22 +27,24 @@ class OutputFormat(str, Enum):
 def detect(
     paths: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns.", show_default=False),
     model: str = typer.Option("faces", "--model", "-m", help="Model as NAME or NAME@VERSION (see 'mldeploy models')."),
-    conf: Optional[float] = typer.Option(None, "--conf", "-c", min=0.0, max=1.0, help="Confidence threshold [default: the model's]."),
+    conf: Optional[float] = typer.Option(None, "--conf", "-c", min=0.0, max=1.0, help="Confidence threshold \\[default: the model's]."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these labels, comma separated (e.g. person,car)."),
     save: Optional[Path] = typer.Option(None, "--save", "-s", help="Write annotated copies here, mirroring the input folders."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table for people; json, jsonl or csv on stdout for scripts."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (for more than one image, when stderr is a terminal)."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Detect objects in images and print what was found.
+    """Detect objects in images and print what was found. A bare model name means its live version.
 
     Exit codes: 0 all images processed, 1 some inputs failed (each is named), 2 usage error,
     4 model cannot be loaded (e.g. weight files missing).
     """
     with error_boundary():
-        from mldeploy.models import default_registry, load_detector
+        from mldeploy.models import load_detector
         from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, RunSummary, collect_inputs, detect_images
 
-        spec = default_registry().resolve(model)
+        spec = project(state_dir, config).registry().resolve(model)
         labels = _parse_classes(classes, spec)
         if save is not None and save.exists() and not save.is_dir():
             raise UsageError(f"--save {save} is a file, not a folder")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from mldeploy.cli.console import error_boundary, out_console
+from mldeploy.cli.options import ConfigOption, StateDirOption, project
 
 
 class ListFormat(str, Enum):
@@ -18,21 +19,24 @@ class ListFormat(str, Enum):
 
 def models(
     output: ListFormat = typer.Option(ListFormat.table, "--format", "-f", help="table for people, json for scripts."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
-    """List every model and version: backend, classes, default threshold, whether its files are present."""
+    """List every model and version (the zoo's and mldeploy.toml's), and which version is live.
+
+    For each: backend, classes, default threshold, and whether its files are present here.
+    """
     from rich.table import Table
 
-    from mldeploy.models import default_registry
-
     with error_boundary():
-        registry = default_registry()
+        registry = project(state_dir, config).registry()
         rows = []
         for spec in registry.specs:
             missing = spec.missing_files()
             rows.append(
                 {
                     "model": spec.ref,
-                    "default": registry.default_version(spec.name) == spec.version,
+                    "live": registry.default_version(spec.name) == spec.version,
                     "backend": spec.backend,
                     "classes": list(spec.classes),
                     "conf": spec.conf,
@@ -53,8 +57,8 @@ def models(
             classes = ", ".join(row["classes"]) if len(row["classes"]) <= 4 else f"{len(row['classes'])} COCO classes"
             weights = "[green]present[/]" if row["available"] else f"[red]missing {len(row['missing'])}[/]"
             folders.update(str(Path(p).parent) for p in row["missing"])
-            table.add_row(row["model"] + (" *" if row["default"] else ""), row["backend"], classes, f"{row['conf']:g}", weights)
-        caption = "* the version a bare name means."
+            table.add_row(row["model"] + (" *" if row["live"] else ""), row["backend"], classes, f"{row['conf']:g}", weights)
+        caption = "* live: the version a bare name means (mldeploy promote changes it)."
         if folders:
             caption += f" Missing files are looked for in {', '.join(sorted(folders))} (MLDEPLOY_YOLO_DIR overrides); --format json lists each path."
         table.caption = caption

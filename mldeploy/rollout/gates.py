@@ -78,11 +78,14 @@ class GateResult:
         return self.gate.name
 
     @property
-    def message(self) -> str:
+    def bound_text(self) -> str:
+        """``<= 5.0%``, ``>= 0.950``: the bound in the same units as the value."""
         op = "<=" if self.gate.kind == "max" else ">="
-        bound = self.gate.show(self.bound / 1000 if self.gate.unit == "ms" else self.bound)
-        verdict = "ok" if self.passed else "FAILED"
-        return f"{self.gate.flag}: {self.gate.show(self.value)} (must be {op} {bound}) {verdict}"
+        return f"{op} {self.gate.show(self.bound / 1000 if self.gate.unit == 'ms' else self.bound)}"
+
+    @property
+    def message(self) -> str:
+        return f"{self.gate.flag}: {self.gate.show(self.value)} (must be {self.bound_text})"
 
 
 def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, float] | None = None) -> dict[str, float]:

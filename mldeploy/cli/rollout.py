@@ -1,0 +1,101 @@
+"""``mldeploy promote``, ``rollback`` and ``history``: the live version of each model, and its past."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from mldeploy.cli.console import err_console, error_boundary, escape, out_console
+from mldeploy.cli.options import ConfigOption, StateDirOption, command_line, project
+
+
+class HistoryFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def promote(
+    model: str = typer.Argument(..., help="Model name (e.g. faces), or NAME@VERSION.", show_default=False),
+    version: Optional[str] = typer.Argument(None, help="Version to make live (e.g. v2).", show_default=False),
+    reason: str = typer.Option("", "--reason", "-r", help="Why: kept in the history."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the version's files are missing here."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make VERSION the live version of MODEL: every later detect (and the server's live route) uses it.
+
+    The switch is one transaction, recorded in the history; 'mldeploy rollback MODEL' switches back.
+    """
+    with error_boundary():
+        from mldeploy.errors import UsageError
+        from mldeploy.rollout.releases import promote as do_promote
+
+        proj = project(state_dir, config)
+        registry = proj.registry()
+        if "@" in model:
+            if version is not None:
+                raise UsageError(f"give either {model} or a MODEL and VERSION, not both")
+            spec = registry.resolve(model)
+        elif version is None:
+            raise UsageError(f"which version of {model}? e.g. mldeploy promote {model} v2 (see 'mldeploy models')")
+        else:
+            spec = registry.resolve(f"{model}@{version}")
+        change = do_promote(proj, spec, reason=reason, command=command_line(), force=force)
+        if change is None:
+            err_console.print(f"{escape(spec.ref)} is already live; nothing changed")
+            return
+        err_console.print(f"[green]promoted[/] {escape(change.model)}: {escape(change.from_version)} -> [bold]{escape(change.to_version)}[/] (history #{change.id})")
+
+
+def rollback(
+    model: str = typer.Argument(..., help="Model name, e.g. faces.", show_default=False),
+    reason: str = typer.Option("", "--reason", "-r", help="Why: kept in the history."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Switch MODEL back to the version that was live before the current one (again: back again)."""
+    with error_boundary():
+        from mldeploy.models import parse_ref
+        from mldeploy.rollout.releases import rollback as do_rollback
+
+        name, _ = parse_ref(model)
+        change = do_rollback(project(state_dir, config), name, reason=reason, command=command_line())
+        err_console.print(f"[yellow]rolled back[/] {escape(change.model)}: {escape(change.from_version)} -> [bold]{escape(change.to_version)}[/] (history #{change.id})")
+
+
+def history(
+    model: Optional[str] = typer.Argument(None, help="Only this model.", show_default=False),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Only the last N changes."),
+    output: HistoryFormat = typer.Option(HistoryFormat.table, "--format", "-f", help="table for people, json for scripts."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every change of live version, oldest first: from, to, when, why, and by which command."""
+    with error_boundary():
+        from dataclasses import asdict
+
+        from rich.table import Table
+
+        proj = project(state_dir, config)
+        name = model.partition("@")[0] if model else None
+        changes = proj.store().history(name, limit)
+        live = proj.store().live_versions()
+        if output is HistoryFormat.json:
+            typer.echo(json.dumps({"live": live if name is None else {k: v for k, v in live.items() if k == name},
+                                   "history": [asdict(c) for c in changes]}, indent=2))
+            return
+        if not changes:
+            err_console.print(f"no changes recorded{' for ' + escape(name) if name else ''} in {escape(str(proj.store().path))}")
+            return
+        table = Table(title=f"history{' of ' + escape(name) if name else ''}", title_justify="left")
+        for column in ("#", "when (UTC)", "model", "from", "to", "action", "reason", "command", "by"):
+            table.add_column(column, overflow="fold")
+        for c in changes:
+            style = "yellow" if "rollback" in c.action else "green"
+            table.add_row(str(c.id), c.at[:19].replace("T", " "), escape(c.model), escape(c.from_version), f"[bold]{escape(c.to_version)}[/]",
+                          f"[{style}]{c.action}[/]", escape(c.reason), escape(c.command), escape(c.actor))
+        table.caption = "live now: " + ", ".join(f"{escape(k)}@{escape(v)}" for k, v in live.items() if name is None or k == name)
+        out_console().print(table)

@@ -1,0 +1,50 @@
+"""Promotion and rollback: the library functions behind ``mldeploy promote / rollback / canary``.
+
+Blue-green is this switch: both versions exist side by side, and promote or rollback moves all
+traffic (every later ``detect``, and the server's live route) from one to the other in one
+transaction, with the way back always one ``rollback`` away.
+"""
+
+from __future__ import annotations
+
+from mldeploy.errors import ModelUnavailableError, UsageError
+from mldeploy.models.base import ModelSpec
+from mldeploy.models.registry import Registry, missing_files_message
+from mldeploy.project import Project
+from mldeploy.rollout.state import Change
+
+
+def _builtin_default(project: Project, model: str) -> str:
+    """What is live for a model the store never recorded: the zoo's (or project file's) default."""
+    return project.registry(with_live=False).default_version(model)
+
+
+def promote(project: Project, spec: ModelSpec, *, reason: str = "", command: str = "", force: bool = False, action: str = "promote") -> Change | None:
+    """Make ``spec`` the live version of its model. ``None`` when it already was.
+
+    Raises:
+        ModelUnavailableError: its files are missing here (unless ``force``): a version that cannot
+            load must not go live.
+    """
+    missing = spec.missing_files()
+    if missing and not force:
+        raise ModelUnavailableError(missing_files_message(spec, missing) + "; not promoted (--force promotes anyway)")
+    return project.store().switch(spec.name, spec.version, current_default=_builtin_default(project, spec.name), action=action, reason=reason, command=command)
+
+
+def rollback(project: Project, model: str, *, reason: str = "", command: str = "") -> Change:
+    registry = project.registry(with_live=False)
+    if not registry.versions(model):
+        raise UsageError(f"unknown model {model!r}; known models: {', '.join(registry.names())}")
+    return project.store().rollback(model, current_default=registry.default_version(model), reason=reason, command=command)
+
+
+def resolve_version(registry: Registry, ref: str, model: str) -> ModelSpec:
+    """``faces@v2`` as it is; ``v2`` as a version of ``model``; ``faces`` as its live version."""
+    if "@" in ref:
+        return registry.resolve(ref)
+    if any(spec.version == ref for spec in registry.versions(model)):
+        return registry.resolve(f"{model}@{ref}")
+    if registry.versions(ref):
+        return registry.resolve(ref)
+    return registry.resolve(f"{model}@{ref}")  # raises, naming the versions that exist
