@@ -59,7 +59,7 @@ def test_planted_regressions_lower_agreement(samples, registry):
     assert result.recall == 0 and result.count_change_by_label == {"face": -3}
 
 
-def coco_matches(old_list, new_list, threshold=0.5):
+def coco_matches(old_list, new_list, threshold=0.5, labels=LABELS):
     """Matched (true-positive) count per image and label, computed by pycocotools."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -70,12 +70,12 @@ def coco_matches(old_list, new_list, threshold=0.5):
         images.append({"id": image_id, "width": old.image_size[0], "height": old.image_size[1]})
         for box, label in zip(old.xyxy.tolist(), old.label):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": LABELS.index(label) + 1,
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": labels.index(label) + 1,
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
         for box, label, score in zip(new.xyxy.tolist(), new.label, new.confidence.tolist()):
             x1, y1, x2, y2 = box
-            results.append({"image_id": image_id, "category_id": LABELS.index(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
-    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(LABELS)]}
+            results.append({"image_id": image_id, "category_id": labels.index(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(labels)]}
     gt.createIndex()
     dt = gt.loadRes(results) if results else COCO()
     ev = COCOeval(gt, dt, "bbox")
@@ -87,7 +87,7 @@ def coco_matches(old_list, new_list, threshold=0.5):
     counts = {}
     for e in ev.evalImgs:
         if e is not None:
-            counts[(e["image_id"], LABELS[e["category_id"] - 1])] = int((e["dtMatches"][0] > 0).sum())
+            counts[(e["image_id"], labels[e["category_id"] - 1])] = int((e["dtMatches"][0] > 0).sum())
     return counts
 
 

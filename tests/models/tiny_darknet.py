@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_tiny_yolo(folder: Path, stem: str, classes: int, names: list[str] | None = None) -> dict[str, Path]:
+def write_tiny_yolo(folder: Path, stem: str, classes: int, names: list[str] | None = None, shift: float = 0.0, blind: bool = False) -> dict[str, Path]:
+    """Write ``stem.cfg`` / ``stem.weights`` (and ``stem.names``). ``shift`` (a logit) moves every box's
+    centre right by up to half a grid cell: a planted localisation regression. ``blind`` finds nothing."""
     folder.mkdir(parents=True, exist_ok=True)
     filters = 5 + classes
     cfg = folder / f"{stem}.cfg"
@@ -25,7 +27,8 @@ def write_tiny_yolo(folder: Path, stem: str, classes: int, names: list[str] | No
     bias = np.zeros(filters, np.float32)
     weight = np.zeros((filters, 3), np.float32)  # (filter, input channel R,G,B after swapRB)
     bias[4:] = -10.0  # objectness and every class: off
-    weight[4, 0] = weight[5, 0] = 20.0  # ...unless the pixel is red: objectness and class 0 on
+    weight[4, 0] = weight[5, 0] = 0.0 if blind else 20.0  # ...unless the pixel is red: objectness and class 0 on
+    bias[0] = shift  # x offset logit: sigmoid(0) = 0.5 is the cell centre
     weights = folder / f"{stem}.weights"
     with open(weights, "wb") as fh:
         fh.write(struct.pack("<iiiq", 0, 2, 0, 0))  # major, minor, revision, images seen

@@ -1,0 +1,154 @@
+"""The shadow engine on real models: answers, matching, and planted regressions."""
+
+import numpy as np
+import pytest
+
+from mldeploy.errors import InvalidImageError
+from mldeploy.images import read_image
+from mldeploy.models import load_detector
+from mldeploy.pipeline import collect_inputs, detect_images
+from mldeploy.project import Project
+from mldeploy.rollout.gates import evaluate, resolve_bounds
+from mldeploy.rollout.shadow import most_disagreeing, run_shadow
+from tests.test_compare import coco_matches
+
+
+def versions(*refs):
+    registry = Project().registry()
+    return [load_detector(registry.resolve(ref)) for ref in refs]
+
+
+def gates_failed(run, **flags):
+    return [g.name for g in evaluate(run.summary, resolve_bounds(flags)) if not g.passed]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_running_two_versions_side_by_side_changes_no_answer(project_dir, workers):
+    old, new = versions("faces@v1", "faces-haar@default")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, new, workers=workers)
+    alone_old = [r.detections for r in detect_images(images, old)]
+    alone_new = [r.detections for r in detect_images(images, new)]
+    for record, a, b in zip(run.records, alone_old, alone_new):
+        assert np.array_equal(record.old.detections.xyxy, a.xyxy) and np.array_equal(record.new.detections.xyxy, b.xyxy)
+        assert record.old.seconds > 0 and record.new.seconds > 0
+    assert [r.source for r in run.records] == [i.display for i in images]
+
+
+def test_a_version_compared_with_itself_passes_with_zero_disagreement(project_dir):
+    (old,) = versions("faces@v1")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, old)
+    a = run.summary.agreement
+    assert (a.disagreement, a.precision, a.recall, a.mean_iou, a.count_change_by_label) == (0.0, 1.0, 1.0, 1.0, {})
+    assert a.old_boxes == 3 and run.summary.compared == 5
+    strict = {"max_disagreement": 0, "min_precision": 1, "min_recall": 1, "min_mean_iou": 0.999, "max_count_change": 0}
+    assert gates_failed(run, **strict) == []
+
+
+def _rescaled(detector, image, factor, conf):
+    """``detector`` run on ``image`` resized by ``factor``, its boxes mapped back: a second real answer
+    close to the first, with IoUs on both sides of the threshold."""
+    import cv2
+
+    from mldeploy.detections import Detections
+
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    d = detector.detect(small, conf=conf)
+    xyxy = np.minimum(d.xyxy / factor, [w, h, w, h]).astype(np.float32)
+    return Detections(xyxy, d.confidence, d.class_id, d.label, (w, h))
+
+
+@pytest.mark.parametrize("new_version", ["faces@v1 at 85% size", "faces-haar@default"])
+def test_matching_on_real_detections_agrees_with_pycocotools(project_dir, capsys, new_version):
+    """The old version's boxes as ground truth, the new one's as detections, at a low threshold so
+    there are many boxes to match (photos, mirrored and shrunk copies)."""
+    from mldeploy.compare import AgreementMetric
+
+    old, haar = versions("faces@v1", "faces-haar@default")
+    pictures = []
+    for path in sorted((project_dir / "photos").glob("*.jpg")):
+        image = read_image(path)
+        pictures += [image, np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(image[::2, ::2])]
+    olds = [old.detect(p, conf=0.12) for p in pictures]
+    if new_version == "faces-haar@default":
+        news = [haar.detect(p) for p in pictures]
+    else:
+        news = [_rescaled(old, p, 0.85, 0.12) for p in pictures]
+    metric = AgreementMetric(0.5)
+    ours = {}
+    for image_id, (o, n) in enumerate(zip(olds, news), 1):
+        for i, _, _ in metric.update(o, n).matched:
+            ours[(image_id, "face")] = ours.get((image_id, "face"), 0) + 1
+    expected = {k: v for k, v in coco_matches(olds, news, labels=["face"]).items() if v}
+    capsys.readouterr()
+    result = metric.compute()
+    assert result.old_boxes > 30 and result.matched >= 3 and result.missing + result.extra >= 5  # matches and misses both
+    assert ours == expected
+    assert result.matched == sum(expected.values())
+
+
+def test_planted_miss_fails_recall(project_dir):
+    old, blind = versions("faces@v1", "faces@blind")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, blind)
+    assert run.summary.agreement.recall == 0 and run.summary.agreement.missing == 3
+    assert gates_failed(run, min_recall=0.9, max_disagreement=0.1) == ["max_disagreement", "min_recall"]
+
+
+def test_planted_shift_is_caught_by_mean_iou_though_every_box_still_matches(project_dir):
+    old, shifted = versions("shapes@v1", "shapes@shifted")
+    images, _ = collect_inputs(["shapes"])
+    run = run_shadow(images, old, shifted)
+    a = run.summary.agreement
+    assert a.recall == 1 and a.precision == 1 and a.disagreement == 0
+    assert 0.8 < a.mean_iou < 0.95
+    assert gates_failed(run, min_recall=0.99, max_disagreement=0, min_mean_iou=0.95) == ["min_mean_iou"]
+    same = run_shadow(images, old, old)
+    assert gates_failed(same, min_mean_iou=0.95) == []
+
+
+def test_planted_slowdown_fails_the_latency_ratio(project_dir):
+    old, slow = versions("faces@v1", "faces@slow")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, slow, workers=1)
+    assert run.summary.latency_ratio > 3  # 9x the pixels
+    assert "max_latency_ratio" in gates_failed(run, max_latency_ratio=2)
+    assert gates_failed(run_shadow(images, old, old, workers=1), max_latency_ratio=2) == []
+
+
+def test_a_version_that_throws_is_counted_and_the_run_goes_on(project_dir, flaky):
+    old, bad = versions("faces@v1", flaky)
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, bad)
+    failing = sorted(r.source for r in run.records if not r.new.ok)
+    assert failing == ["photos/coffee.jpg", "photos/rocket.jpg"]  # the two wider than 520 px
+    assert all("planted fault" in str(r.new.error) for r in run.records if not r.new.ok)
+    s = run.summary
+    assert (s.images, s.compared, s.new_errors, s.old_errors) == (5, 3, 2, 0)
+    assert gates_failed(run) == ["max_new_errors"]  # on by default
+
+
+def test_unreadable_images_are_counted_not_compared(project_dir):
+    bad = project_dir / "photos" / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("not an image")
+    (bad / "truncated.jpg").write_bytes((project_dir / "photos" / "chelsea.jpg").read_bytes()[:3000])
+    (old,) = versions("faces@v1")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, old)
+    unreadable = [r for r in run.records if r.input_error is not None]
+    assert len(unreadable) == 3 and all(isinstance(r.input_error, InvalidImageError) for r in unreadable)
+    assert (run.summary.unreadable, run.summary.compared, run.summary.new_errors) == (3, 5, 0)
+
+
+def test_most_disagreeing_puts_the_worst_first(project_dir):
+    old, new = versions("faces@v1", "faces-haar@default")
+    images, _ = collect_inputs(["photos"])
+    run = run_shadow(images, old, new)
+    worst = most_disagreeing(run.records, 10)
+    assert worst and all(not r.agrees for r in worst)
+    assert [r.disagreements for r in worst] == sorted((r.disagreements for r in worst), reverse=True)
+    assert len(most_disagreeing(run.records, 1)) == 1

@@ -1,0 +1,129 @@
+import contextlib
+import hashlib
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from mldeploy.errors import NothingToRollBackError, StateError
+from mldeploy.rollout.state import StateStore
+
+
+def test_reading_creates_nothing(tmp_path):
+    store = StateStore(tmp_path / "state")
+    assert store.live_versions() == {} and store.history() == [] and store.live("faces") is None
+    assert not (tmp_path / "state").exists()
+
+
+def test_promote_rollback_and_history(tmp_path):
+    store = StateStore(tmp_path / "state")
+    first = store.switch("faces", "v2", current_default="v1", reason="better recall", command="mldeploy promote faces v2")
+    assert (first.from_version, first.to_version, first.action) == ("v1", "v2", "promote")
+    assert store.switch("faces", "v2", current_default="v1") is None  # already live: no row
+    store.switch("people", "hog2", current_default="hog")
+    back = store.rollback("faces", current_default="v1", reason="too slow")
+    assert (back.from_version, back.to_version, back.action) == ("v2", "v1", "rollback")
+    assert store.live_versions() == {"faces": "v1", "people": "hog2"}
+    again = store.rollback("faces", current_default="v1")  # the previous live version is v2 again
+    assert again.to_version == "v2"
+    rows = store.history("faces")
+    assert [(r.from_version, r.to_version) for r in rows] == [("v1", "v2"), ("v2", "v1"), ("v1", "v2")]
+    assert rows[0].reason == "better recall" and rows[0].command == "mldeploy promote faces v2" and rows[0].at.endswith("+00:00")
+    assert [r.id for r in store.history(limit=2)] == [3, 4]
+
+
+def test_rollback_without_history_is_refused(tmp_path):
+    store = StateStore(tmp_path / "state")
+    with pytest.raises(NothingToRollBackError, match="no earlier live version"):
+        store.rollback("faces", current_default="v1")
+    store.switch("faces", "v1", current_default="v1", action="canary-rollback", reason="canary failed")  # from == to
+    with pytest.raises(NothingToRollBackError):
+        store.rollback("faces", current_default="v1")
+
+
+def test_history_is_append_only(tmp_path):
+    store = StateStore(tmp_path / "state")
+    store.switch("faces", "v2", current_default="v1")
+    db = sqlite3.connect(store.path)
+    for statement in ("UPDATE history SET reason = 'x'", "DELETE FROM history"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute(statement)
+    db.close()
+    assert len(store.history()) == 1
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database\n" * 100, b"SQLite format 3\x00" + b"\xff" * 200])
+def test_a_damaged_file_is_reported_and_left_alone(tmp_path, content):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.db").write_bytes(content)
+    before = _digest(state / "state.db")
+    store = StateStore(state)
+    if content:
+        with pytest.raises(StateError, match="state.db"):
+            store.live_versions()
+    else:
+        assert store.live_versions() == {}  # an empty file is an empty database
+    with pytest.raises(StateError) if content else contextlib.nullcontext():
+        store.switch("faces", "v2", current_default="v1")
+    if content:
+        assert _digest(state / "state.db") == before
+
+
+def test_someone_elses_database_is_not_touched(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    db = sqlite3.connect(state / "state.db")
+    db.execute("CREATE TABLE invoices (n INTEGER)")
+    db.commit()
+    db.close()
+    before = _digest(state / "state.db")
+    with pytest.raises(StateError, match="not an mldeploy state database"):
+        StateStore(state).switch("faces", "v2", current_default="v1")
+    assert _digest(state / "state.db") == before
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    store = StateStore(tmp_path)
+    store.switch("faces", "v2", current_default="v1")
+    db = sqlite3.connect(store.path)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="newer mldeploy"):
+        store.live_versions()
+
+
+def test_state_dir_that_is_a_file(tmp_path):
+    (tmp_path / "state").write_text("mine")
+    with pytest.raises(StateError, match="is a file"):
+        StateStore(tmp_path / "state").switch("faces", "v2", current_default="v1")
+    assert (tmp_path / "state").read_text() == "mine"
+
+
+def _promote_many(state_dir, worker, count, barrier):
+    store = StateStore(state_dir)
+    barrier.wait()
+    for n in range(count):
+        store.switch("faces", f"w{worker}-{n}", current_default="v1", reason=f"worker {worker}")
+
+
+def test_concurrent_processes_lose_no_row_and_keep_the_chain(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    workers = [ctx.Process(target=_promote_many, args=(tmp_path / "state", w, 25, barrier)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(60)
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    rows = StateStore(tmp_path / "state").history("faces")
+    assert len(rows) == 100 and len({r.to_version for r in rows}) == 100
+    assert rows[0].from_version == "v1"
+    for before, after in zip(rows, rows[1:]):
+        assert after.from_version == before.to_version  # nobody read a stale live version
+    assert StateStore(tmp_path / "state").live("faces") == rows[-1].to_version
