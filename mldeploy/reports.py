@@ -221,7 +221,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     more = f" The {shown} most disagreeing are shown." if shown < disagreeing else ""
     legend = ('<p class="legend"><span style="background:#28a03c">both found</span><span style="background:#dc2828">only old</span>'
               '<span style="background:#1478dc">only new</span><span style="background:#ff9600">relabelled</span></p>')
-    settings = ", ".join(f"{esc(str(k))} = <code>{esc(str(v))}</code>" for k, v in report.settings.items())
+    settings = ", ".join(f"{esc(str(k))} = <code>{esc(str(v))}</code>" for k, v in report.settings.items() if v not in (None, ""))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mldeploy {esc(report.kind)}: {esc(s.old)} vs {esc(s.new)}</title><style>{_CSS}</style></head>

@@ -49,7 +49,7 @@ def canary(
         from mldeploy.rollout.releases import promote
 
         shares = parse_steps(steps)
-        r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit))
+        r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit), html)
         if r.old_spec.name != r.new_spec.name and not dry_run:
             raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
         if r.old_spec.ref == r.new_spec.ref:

@@ -37,8 +37,12 @@ class Rehearsal:
     bounds: dict
 
 
-def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outputs=()) -> Rehearsal:
-    """Resolve versions, images, labels and gate bounds; load both versions (once each)."""
+def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outputs=(), html=None) -> Rehearsal:
+    """Resolve versions, images, labels and gate bounds; load both versions (once each).
+
+    An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
+    not replay the previous report's pictures.
+    """
     from mldeploy.errors import UsageError
     from mldeploy.models import load_detector
     from mldeploy.pipeline import collect_inputs
@@ -51,7 +55,7 @@ def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outp
     new_spec = resolve_version(registry, new, model)
     labels = _labels(classes, old_spec, new_spec)
     bounds = resolve_bounds(gate_flags, proj.gate_defaults())
-    images, unmatched = collect_inputs(paths)
+    images, unmatched = collect_inputs(paths, exclude=html)
     outputs = [Path(p) for p in outputs if p is not None]
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
@@ -104,7 +108,7 @@ def shadow(
         from mldeploy.rollout.gates import evaluate
         from mldeploy.rollout.shadow import run_shadow
 
-        r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit))
+        r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit), html)
         with progress_bar("shadow", len(r.images), progress) as advance:
             run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, labels=r.labels, workers=1 if sequential else 2, on_record=advance)
         gates = evaluate(run.summary, r.bounds)

@@ -1,0 +1,61 @@
+import pytest
+
+from mldeploy.errors import UsageError
+from mldeploy.models import load_detector
+from mldeploy.pipeline import collect_inputs
+from mldeploy.project import Project
+from mldeploy.rollout.canary import bucket, parse_steps, routing_key, run_canary
+from mldeploy.rollout.gates import resolve_bounds
+
+
+def test_parse_steps():
+    assert parse_steps("5,25,50,100") == (5, 25, 50, 100)
+    assert parse_steps(" 10%, 100 ") == (10, 100)
+    for bad, message in (("", "empty"), ("5,x", "percentages"), ("0,100", "above 0"), ("50,25", "increase"), ("5,150", "at most 100")):
+        with pytest.raises(UsageError, match=message):
+            parse_steps(bad)
+
+
+def test_routing_is_sticky_stable_and_independent_of_how_the_folder_was_named(project_dir):
+    a, _ = collect_inputs(["shapes"])
+    b, _ = collect_inputs([str(project_dir / "shapes") + "/"])
+    assert [routing_key(i) for i in a] == [routing_key(i) for i in b] == [f"square{n}.png" for n in range(8)]
+    assert bucket("square1.png") == bucket("square1.png") != bucket("square1.png", salt="x")
+    assert 0 <= bucket("anything") < 1
+    # Shares only grow: whoever is on the canary at 25% is still on it at 50%.
+    keys = [f"img{n}.jpg" for n in range(1000)]
+    at = {share: {k for k in keys if bucket(k) < share / 100} for share in (5, 25, 50)}
+    assert at[5] <= at[25] <= at[50]
+    assert 20 < len(at[5]) < 80 and 400 < len(at[50]) < 600  # and the shares are about right
+
+
+def canary(refs, steps, **bounds):
+    registry = Project().registry()
+    old, new = (load_detector(registry.resolve(r)) for r in refs)
+    images, _ = collect_inputs(["shapes"])
+    return run_canary(images, old, new, steps, resolve_bounds(bounds))
+
+
+def test_a_good_version_passes_every_step(project_dir):
+    run = canary(("shapes@v1", "shapes@v1"), (25, 50, 100), max_disagreement=0, min_recall=1)
+    requests = [s.canary_requests for s in run.steps]
+    assert run.passed and [s.verdict for s in run.steps] == [("pass" if n else "no traffic") for n in requests]
+    assert requests == sorted(requests) and requests[-1] == 8
+    assert requests == [sum(bucket(f"square{n}.png") < share / 100 for n in range(8)) for share in (25, 50, 100)]
+
+
+def test_a_bad_version_stops_at_the_first_step_with_traffic(project_dir):
+    run = canary(("shapes@v1", "shapes@blind"), (25, 50, 100), min_recall=0.9)
+    verdicts = [s.verdict for s in run.steps]
+    first = next(i for i, s in enumerate(run.steps) if s.canary_requests)
+    assert verdicts[first] == "fail" and set(verdicts[first + 1:]) <= {"not run"}
+    assert not run.passed and run.failed_step is run.steps[first]
+    assert len(run.records) == run.steps[first].canary_requests < 8  # the rest never reached the canary
+    assert "failed at" in run.failure_reason() and "--min-recall" in run.failure_reason()
+
+
+def test_reruns_route_the_same_way(project_dir):
+    one = canary(("shapes@v1", "shapes@shifted"), (5, 25, 50, 100), min_mean_iou=0.5)
+    two = canary(("shapes@v1", "shapes@shifted"), (5, 25, 50, 100), min_mean_iou=0.5)
+    assert [s.canary_requests for s in one.steps] == [s.canary_requests for s in two.steps]
+    assert [r.source for r in one.records] == [r.source for r in two.records]
