@@ -83,6 +83,7 @@ def main() -> None:
     ]
     print(f"interpreter: {sys.executable} (Python {sys.version.split()[0]}), {os.cpu_count()} CPUs\n")
     print(f"{'command':<32} {'runs':>4} {'median ms':>10} {'min ms':>8} {'over baseline':>14}")
+    baseline = 0.0
     for i, (label, cmd, runs) in enumerate(cases):
         times = time_runs(cmd, runs)
         median = statistics.median(times)

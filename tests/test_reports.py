@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import cv2
 import pytest

@@ -9,10 +9,12 @@ that crashes, or a run that compared nothing, never passes quietly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from mldeploy.errors import ConfigError
-from mldeploy.rollout.shadow import ShadowSummary
+
+if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
+    from mldeploy.rollout.shadow import ShadowSummary
 
 
 def _mean_iou(summary: ShadowSummary) -> float | None:

@@ -133,6 +133,8 @@ class StateStore:
         Raises:
             NothingToRollBackError: the model has never changed version.
         """
+        if not self.path.exists():  # nothing recorded: say so without creating the store
+            raise NothingToRollBackError(f"{model} has no earlier live version to roll back to ({model}@{current_default} is live and always was)")
         with self._transaction() as db:
             current = self._live_in(db, model) or current_default
             row = db.execute(
@@ -204,30 +206,39 @@ class StateStore:
             db.close()
 
     def _check_schema(self, db: sqlite3.Connection, write: bool) -> bool:
-        version = db.execute("PRAGMA user_version").fetchone()[0]  # fails on a file that is not SQLite
-        if version > SCHEMA_VERSION:
-            raise StateError(f"{self.path} was written by a newer mldeploy (schema {version}, this one knows {SCHEMA_VERSION}); upgrade mldeploy")
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if version == 0 and tables - {"sqlite_sequence"}:
-            raise StateError(f"{self.path} is an SQLite file but not an mldeploy state database; move it away or point --state-dir elsewhere")
-        if version == 0:
-            if not write:
-                return False  # an empty file: nothing recorded yet
-            db.execute("PRAGMA journal_mode=WAL")  # readers (a server) never wait for a promotion
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("PRAGMA user_version").fetchone()[0] == 0:  # another process may have won the race
-                    for statement in _SCHEMA.split(";\n"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
+        """Check (and for a writer, create) the schema; ``False`` when nothing was ever recorded.
+
+        The check runs inside one transaction, an IMMEDIATE one for writers, so a process that
+        looks while another creates the schema sees either nothing or all of it.
+        """
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # fails on a file that is not SQLite
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version > SCHEMA_VERSION:
+                raise StateError(f"{self.path} was written by a newer mldeploy (schema {version}, this one knows {SCHEMA_VERSION}); upgrade mldeploy")
+            if version == 0 and tables - {"sqlite_sequence"}:
+                raise StateError(f"{self.path} is an SQLite file but not an mldeploy state database; move it away or point --state-dir elsewhere")
+            if version and not {"live", "history"} <= tables:
+                raise StateError(f"{self.path} is damaged: its live or history table is missing; it was left as it is")
+            created = False
+            if version == 0 and write:
+                for statement in _SCHEMA.split(";\n"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                created = True
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
                 db.execute("ROLLBACK")
-                raise
-        elif not {"live", "history"} <= tables:
-            raise StateError(f"{self.path} is damaged: its live or history table is missing; it was left as it is")
-        return True
+            raise
+        if created:
+            # Readers (a server) need not wait for a promotion in WAL mode. Switching needs a moment
+            # alone with the file; if another process is busy with it, the default journal still works.
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute("PRAGMA journal_mode=WAL")
+        return bool(version) or created
 
     def _explain(self, exc: sqlite3.DatabaseError) -> str:
         text = str(exc)

@@ -127,7 +127,6 @@ def test_save_to_a_file_is_a_usage_error(cli, samples, tmp_path):
 def test_missing_yolo_weights_exit_4_naming_the_files(cli, samples, yolo_dir):
     result = cli("detect", samples, "--model", "objects@yolov3")
     assert result.exit_code == 4
-    lines = result.stderr.strip().splitlines()
     assert "missing yolov3.cfg, yolov3.weights in" in " ".join(result.stderr.split())
     assert str(yolo_dir) in result.stderr.replace("\n", "")
 

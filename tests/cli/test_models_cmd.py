@@ -11,8 +11,8 @@ def test_models_table(cli):
 def test_models_json_reports_presence_of_weights(cli, yolo_dir):
     doc = json.loads(cli("models", "--format", "json").stdout)
     rows = {row["model"]: row for row in doc["models"]}
-    assert rows["faces@v1"]["available"] and rows["faces@v1"]["default"]
-    assert rows["faces@v2"]["backend"] == "mtcnn" and not rows["faces@v2"]["default"]
+    assert rows["faces@v1"]["available"] and rows["faces@v1"]["live"]
+    assert rows["faces@v2"]["backend"] == "mtcnn" and not rows["faces@v2"]["live"]
     assert not rows["objects@yolov4"]["available"]
     assert rows["objects@yolov4"]["missing"] == [str(yolo_dir / "yolov4.cfg"), str(yolo_dir / "yolov4.weights")]
     assert len(rows["objects@yolov4"]["classes"]) == 80

@@ -1,0 +1,95 @@
+"""`mldeploy shadow` as a CI job calls it: tables, JSON, reports, and the exit codes gates give."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+
+def test_self_comparison_passes_strict_gates(cli, project_dir):
+    result = cli("shadow", "photos", "--old", "v1", "--new", "v1", "--max-disagreement", "0", "--min-recall", "1",
+                 "--min-precision", "1", "--min-mean-iou", "0.999", "--max-count-change", "0")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "shadow: faces@v1 (old) vs faces@v1 (new)" in out and "0 (0.0%)" in out and "per label" in out
+    assert "PASS: all 7 gates passed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, gate",
+    [
+        (("--new", "blind", "--min-recall", "0.9"), "--min-recall: 0.000 (must be >= 0.900)"),
+        (("--new", "slow", "--sequential", "--max-latency-ratio", "2"), "--max-latency-ratio"),
+        (("--new", "faces-haar@default", "--max-disagreement", "0.1"), "--max-disagreement: 40.0% (must be <= 10.0%)"),
+    ],
+)
+def test_planted_regressions_exit_3_and_name_the_gate(cli, project_dir, args, gate):
+    result = cli("shadow", "photos", *args)
+    assert result.exit_code == 3, result.output
+    assert f"error: gate failed: {gate}" in result.stderr
+    assert "FAIL: 1 of 3 gates failed" in result.stderr
+
+
+def test_shifted_boxes_fail_the_mean_iou_gate(cli, project_dir):
+    result = cli("shadow", "shapes", "-m", "shapes", "--new", "shifted", "--min-recall", "1", "--min-mean-iou", "0.95")
+    assert result.exit_code == 3 and "gate failed: --min-mean-iou: 0.888" in result.stderr
+
+
+def test_gates_from_the_project_file_and_flags_over_them(cli, project_dir):
+    with open(project_dir / "mldeploy.toml", "a") as fh:
+        fh.write("\n[gates]\nmin_recall = 0.9\n")
+    assert cli("shadow", "photos", "--new", "blind").exit_code == 3
+    assert cli("shadow", "photos", "--new", "blind", "--min-recall", "0").exit_code == 0
+
+
+def test_json_output_and_every_report(cli, project_dir, tmp_path):
+    result = cli("shadow", "photos", "--new", "faces-haar@default", "--format", "json", "--report", tmp_path / "r.json",
+                 "--junit", tmp_path / "j.xml", "--html", tmp_path / "html", "--min-recall", "0.9")
+    assert result.exit_code == 3
+    doc = json.loads(result.stdout)
+    assert doc == json.loads((tmp_path / "r.json").read_text()) | {"unmatched_inputs": []}
+    assert doc["summary"]["old"] == "faces@v1" and doc["summary"]["recall"] == pytest.approx(1 / 3, abs=1e-3)
+    assert ET.parse(tmp_path / "j.xml").getroot().get("failures") == "3"  # one gate, two images
+    assert (tmp_path / "html" / "index.html").is_file() and len(list((tmp_path / "html" / "images").iterdir())) == 2
+
+
+def test_errors_of_the_new_version_are_shown_and_fail_by_default(cli, project_dir, flaky):
+    result = cli("shadow", "photos", "--new", "flaky")
+    assert result.exit_code == 3
+    assert result.stderr.count("planted fault") == 2 and "gate failed: --max-new-errors: 2" in result.stderr
+    assert cli("shadow", "photos", "--new", "flaky", "--max-new-errors", "2").exit_code == 0
+
+
+def test_ugly_inputs_are_counted_and_give_exit_1(cli, project_dir):
+    bad = project_dir / "photos"
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("a text file named like a photo")
+    (bad / "cut.png").write_bytes((project_dir / "shapes" / "square0.png").read_bytes()[:200])
+    (bad / "huge.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * (8 << 20))
+    result = cli("shadow", "photos", "missing-folder", "--new", "v1", "--format", "json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["unreadable"] == 4 and doc["summary"]["compared"] == 5
+    assert doc["unmatched_inputs"][0]["input"] == "missing-folder"
+    assert "PASS" in result.stderr and result.stderr.count("error:") == 5
+    # A failing gate outranks unreadable inputs: the CI job must learn the version is bad.
+    assert cli("shadow", "photos", "--new", "blind", "--min-recall", "0.5").exit_code == 3
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (("photos", "--new", "v9"), 2, "no version 'v9'"),
+        (("photos", "--new", "v2", "--classes", "dog"), 2, "has class 'dog'"),
+        (("nowhere", "--new", "v2"), 2, "no images to replay"),
+        (("photos", "--new", "v2", "--report", "photos/camera.jpg"), 2, "over input image"),
+        (("photos", "--new", "objects@yolov4"), 4, "missing yolov4.cfg"),
+        (("photos", "--new", "v2", "--iou", "0"), 2, None),
+    ],
+)
+def test_usage_errors(cli, project_dir, yolo_dir, args, code, message):
+    result = cli("shadow", *args)
+    assert result.exit_code == code, result.output
+    if message:
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (project_dir / "photos" / "camera.jpg").stat().st_size > 1000
