@@ -91,11 +91,12 @@ def history(
             err_console.print(f"no changes recorded{' for ' + escape(name) if name else ''} in {escape(str(proj.store().path))}")
             return
         table = Table(title=f"history{' of ' + escape(name) if name else ''}", title_justify="left")
-        for column in ("#", "when (UTC)", "model", "from", "to", "action", "reason", "command", "by"):
-            table.add_column(column, overflow="fold")
+        for column in ("#", "when (UTC)", "model", "from", "to", "by", "reason"):
+            table.add_column(column, no_wrap=column != "reason", overflow="fold")
         for c in changes:
             style = "yellow" if "rollback" in c.action else "green"
             table.add_row(str(c.id), c.at[:19].replace("T", " "), escape(c.model), escape(c.from_version), f"[bold]{escape(c.to_version)}[/]",
-                          f"[{style}]{c.action}[/]", escape(c.reason), escape(c.command), escape(c.actor))
-        table.caption = "live now: " + ", ".join(f"{escape(k)}@{escape(v)}" for k, v in live.items() if name is None or k == name)
+                          f"[{style}]{c.action}[/]", escape(c.reason))
+        live_now = ", ".join(f"{escape(k)}@{escape(v)}" for k, v in live.items() if name is None or k == name)
+        table.caption = f"live now: {live_now}. --format json adds each change's full command line and user@host."
         out_console().print(table)
