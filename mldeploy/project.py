@@ -86,9 +86,9 @@ class Project:
             defaults.setdefault(spec.name, spec.version)
         registry = Registry(specs, defaults)
         if with_live:
-            for name, version in self.store().live_versions().items():
-                if registry.versions(name) and any(s.version == version for s in registry.versions(name)):
-                    registry.default_versions[name] = version
+            # Taken as recorded, even when the version is no longer defined: resolving the bare name
+            # then fails loudly instead of quietly serving another version.
+            registry.default_versions.update(self.store().live_versions())
         return registry
 
     def gate_defaults(self) -> dict[str, float]:

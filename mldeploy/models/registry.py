@@ -134,11 +134,15 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(self.names())}")
+        live = version is None
         version = version or self.default_version(name)
         for spec in versions:
             if spec.version == version:
                 return spec
         known = ", ".join(spec.version for spec in versions)
+        if live:
+            raise UnknownModelError(f"{name}@{version} is live but no longer defined (was it removed from mldeploy.toml?); "
+                                    f"restore it or promote one of: {known}")
         raise UnknownModelError(f"model {name!r} has no version {version!r}; its versions: {known}")
 
 

@@ -96,3 +96,14 @@ def test_concurrent_promotions_from_real_processes(project_dir):
     assert all(r.command.startswith("mldeploy promote faces v") and r.command.endswith("--force") for r in rows)
     for before, after in zip(rows, rows[1:]):
         assert after.from_version == before.to_version != after.to_version
+
+
+def test_a_live_version_removed_from_the_project_file_fails_loudly(cli, project_dir):
+    assert cli("promote", "faces", "blind").exit_code == 0
+    toml = project_dir / "mldeploy.toml"
+    toml.write_text(toml.read_text().replace("[models.faces.blind]", "[models.faces.blind-old]"))
+    result = cli("detect", "photos/camera.jpg")
+    assert result.exit_code == 2 and "faces@blind is live but no longer defined" in result.stderr
+    assert cli("detect", "photos/camera.jpg", "-m", "faces@v1").exit_code == 0  # naming a version still works
+    assert cli("promote", "faces", "v1").exit_code == 0
+    assert cli("detect", "photos/camera.jpg").exit_code == 0
