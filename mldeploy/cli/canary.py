@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from mldeploy.cli.console import err_console, error_boundary, escape
-from mldeploy.cli.options import ConfigOption, StateDirOption, command_line, with_gate_options
+from mldeploy.cli.options import (
+    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ReportOption, SequentialOption, StateDirOption, TopOption,
+    command_line, with_gate_options,
+)
 from mldeploy.cli.shadow import ReportFormat, finish, prepare, settings_of
 
 
@@ -17,18 +19,18 @@ def canary(
     paths: List[str] = typer.Argument(..., help="Image files, folders and glob patterns: the traffic to replay.", show_default=False),
     new: str = typer.Option(..., "--new", help="The canary: a version of --model (v2) or NAME@VERSION.", show_default=False),
     old: Optional[str] = typer.Option(None, "--old", help="The stable version \\[default: the live version of --model].", show_default=False),
-    model: str = typer.Option("faces", "--model", "-m", help="Model that bare versions belong to."),
+    model: ModelOption = "faces",
     steps: str = typer.Option("5,25,50,100", "--steps", help="Percentages of traffic sent to the canary, in order."),
     salt: str = typer.Option("", "--salt", help="Changes which images the router picks first (the same salt routes the same way)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Rehearse only: change no live version, write no history."),
-    iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Compare only these labels, comma separated."),
-    top: int = typer.Option(10, "--top", min=0, help="Show the N most disagreeing images."),
+    iou: IouOption = 0.5,
+    classes: ClassesOption = None,
+    top: TopOption = 10,
     output: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table for people; json prints the full result on stdout."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the full result (timeline and every canary request) as JSON here.", rich_help_panel="Reports"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here.", rich_help_panel="Reports"),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report into this folder.", rich_help_panel="Reports"),
-    sequential: bool = typer.Option(False, "--sequential", help="Run the versions one after the other while timing them."),
+    report: ReportOption = None,
+    junit: JunitOption = None,
+    html: HtmlOption = None,
+    sequential: SequentialOption = False,
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
     gate_flags: dict = None,

@@ -25,6 +25,19 @@ ConfigOption = Annotated[
 ]
 
 
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
+IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
+ClassesOption = Annotated[Optional[str], typer.Option("--classes", show_default=False, help="Compare only these labels, comma separated.")]
+TopOption = Annotated[int, typer.Option("--top", min=0, help="Show the N most disagreeing images.")]
+ReportOption = Annotated[Optional[Path], typer.Option("--report", show_default=False, rich_help_panel="Reports",
+                                                      help="Write the full result, every image (and a canary's timeline), as JSON here.")]
+JunitOption = Annotated[Optional[Path], typer.Option("--junit", show_default=False, rich_help_panel="Reports",
+                                                     help="Write JUnit XML here: a test case per image and per gate.")]
+HtmlOption = Annotated[Optional[Path], typer.Option("--html", show_default=False, rich_help_panel="Reports",
+                                                    help="Write an HTML report into this folder: summary and disagreeing images side by side.")]
+SequentialOption = Annotated[bool, typer.Option("--sequential", help="Run the versions one after the other: slower, but each has the CPU to itself while it is timed.")]
+
+
 def project(state_dir: Path | None, config: Path | None):
     from mldeploy.project import Project
 
@@ -39,7 +52,7 @@ def command_line() -> str:
 def with_gate_options(func):
     """Add one ``--max-...`` / ``--min-...`` option per gate in :data:`GATES` to a command; the
     command receives them together as ``gate_flags`` (name -> bound or None)."""
-    signature = inspect.signature(func)
+    signature = inspect.signature(func, eval_str=True)  # typer reads a __signature__ as it is: no strings
     params = [p for p in signature.parameters.values() if p.name != "gate_flags"]
     for gate in GATES.values():
         default = f" \\[default: {gate.default:g}]" if gate.default is not None else ""
@@ -54,6 +67,5 @@ def with_gate_options(func):
         return func(*args, gate_flags=flags, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)
-    wrapper.__annotations__ = {**getattr(func, "__annotations__", {}), **{name: Optional[float] for name in GATES}}
-    wrapper.__annotations__.pop("gate_flags", None)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper

@@ -12,7 +12,10 @@ from typing import Any, List, Optional
 import typer
 
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
-from mldeploy.cli.options import ConfigOption, StateDirOption, project, with_gate_options
+from mldeploy.cli.options import (
+    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ReportOption, SequentialOption, StateDirOption, TopOption,
+    project, with_gate_options,
+)
 
 EXIT_GATE_FAILED = 3
 
@@ -84,15 +87,15 @@ def shadow(
     paths: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns.", show_default=False),
     new: str = typer.Option(..., "--new", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False),
     old: Optional[str] = typer.Option(None, "--old", help="The reference \\[default: the live version of --model].", show_default=False),
-    model: str = typer.Option("faces", "--model", "-m", help="Model that bare versions belong to."),
-    iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Compare only these labels, comma separated."),
-    top: int = typer.Option(10, "--top", min=0, help="Show the N most disagreeing images."),
+    model: ModelOption = "faces",
+    iou: IouOption = 0.5,
+    classes: ClassesOption = None,
+    top: TopOption = 10,
     output: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table for people; json prints the full result on stdout."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the full result, every image, as JSON here.", rich_help_panel="Reports"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here: a test case per image and per gate.", rich_help_panel="Reports"),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report into this folder: summary and disagreeing images side by side.", rich_help_panel="Reports"),
-    sequential: bool = typer.Option(False, "--sequential", help="Run the versions one after the other: slower, but each has the CPU to itself while it is timed."),
+    report: ReportOption = None,
+    junit: JunitOption = None,
+    html: HtmlOption = None,
+    sequential: SequentialOption = False,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (when it is a terminal)."),
     state_dir: StateDirOption = None,
     config: ConfigOption = None,

@@ -93,3 +93,12 @@ def test_usage_errors(cli, project_dir, yolo_dir, args, code, message):
     if message:
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (project_dir / "photos" / "camera.jpg").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("command", ["shadow", "canary"])
+def test_help_lists_every_option_with_its_help(cli, command):
+    text = " ".join(cli(command, "--help").stdout.split())
+    for expected in ("Least IoU for two boxes", "Where live versions and history are kept", "Compare only these labels",
+                     "Lower bound on the share of old boxes", "--max-p95-ms", "Write JUnit XML here"):
+        assert expected in text, expected
+    assert "--no-sequential" not in text
