@@ -8,7 +8,7 @@ import typer
 
 from mldeploy.cli.console import err_console, error_boundary, escape
 from mldeploy.cli.options import (
-    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ReportOption, SequentialOption, StateDirOption, TopOption,
+    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     command_line, with_gate_options,
 )
 from mldeploy.cli.shadow import ReportFormat, finish, prepare, settings_of
@@ -30,7 +30,7 @@ def canary(
     report: ReportOption = None,
     junit: JunitOption = None,
     html: HtmlOption = None,
-    sequential: SequentialOption = False,
+    parallel: ParallelOption = False,
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
     gate_flags: dict = None,
@@ -56,7 +56,7 @@ def canary(
             raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
         if r.old_spec.ref == r.new_spec.ref:
             raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
-        workers = 1 if sequential else 2
+        workers = 2 if parallel else 1
 
         def show_step(step) -> None:
             err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")

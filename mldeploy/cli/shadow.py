@@ -13,7 +13,7 @@ import typer
 
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
 from mldeploy.cli.options import (
-    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ReportOption, SequentialOption, StateDirOption, TopOption,
+    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     project, with_gate_options,
 )
 
@@ -95,7 +95,7 @@ def shadow(
     report: ReportOption = None,
     junit: JunitOption = None,
     html: HtmlOption = None,
-    sequential: SequentialOption = False,
+    parallel: ParallelOption = False,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (when it is a terminal)."),
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
@@ -113,9 +113,9 @@ def shadow(
 
         r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit), html)
         with progress_bar("shadow", len(r.images), progress) as advance:
-            run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, labels=r.labels, workers=1 if sequential else 2, on_record=advance)
+            run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, labels=r.labels, workers=2 if parallel else 1, on_record=advance)
         gates = evaluate(run.summary, r.bounds)
-        doc = Report("shadow", run.records, run.summary, gates, settings_of(r, iou, workers=1 if sequential else 2))
+        doc = Report("shadow", run.records, run.summary, gates, settings_of(r, iou, workers=2 if parallel else 1))
         finish(doc, r, output, report, junit, html, top, wall_seconds=run.wall_seconds)
 
 

@@ -108,7 +108,7 @@ def run_canary(
     iou_threshold: float = 0.5,
     labels: Sequence[str] | None = None,
     salt: str = "",
-    workers: int = 2,
+    workers: int = 1,
     on_step=None,
 ) -> CanaryRun:
     """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step."""

@@ -1,10 +1,10 @@
 """Shadow replay: both versions on every image, matched one to one, summed up for the gates.
 
 :func:`replay` is the engine that ``mldeploy shadow`` and ``mldeploy canary`` share. Each image is
-decoded once (on an I/O thread, ahead of time) and handed to both versions on two worker threads, so
-the old and the new version run at the same time on the two cores. Every Detector holds its own lock
-and times its forward pass under that lock, so running them side by side never changes an answer and
-waiting for a lock never counts as latency.
+decoded once (on an I/O thread, ahead of time, so decoding overlaps inference) and handed to both
+versions, one after the other by default or side by side on two threads (``workers=2``). Every
+Detector holds its own lock and times its forward pass under that lock, so running them side by side
+never changes an answer and waiting for a lock never counts as latency.
 """
 
 from __future__ import annotations
@@ -70,15 +70,17 @@ def replay(
     *,
     iou_threshold: float = 0.5,
     labels: Sequence[str] | None = None,
-    workers: int = 2,
+    workers: int = 1,
     prefetch: int = 4,
     warm_up: bool = True,
 ) -> Iterator[ShadowRecord]:
     """Run ``old`` and ``new`` on every image; yield one :class:`ShadowRecord` per image, in order.
 
     Args:
-        workers: inference threads; 2 runs the two versions side by side, 1 one after the other
-            (slower, but each version then has the machine to itself while it is timed).
+        workers: inference threads. 1 (the default) runs the versions one after the other, each with
+            the machine to itself while it is timed; 2 runs them side by side, which is faster only
+            when a version leaves a core idle (MTCNN) and slower for OpenCV models, which already
+            use every core (benchmarks/shadow_overhead.py), and it inflates both latencies.
         labels: compare only these labels (both versions' other boxes are dropped first).
         warm_up: run each version once, untimed, on the first readable image, so that first-call
             costs (memory allocation, graph tracing) do not land in the latency figures.
@@ -237,7 +239,7 @@ def run_shadow(
     *,
     iou_threshold: float = 0.5,
     labels: Sequence[str] | None = None,
-    workers: int = 2,
+    workers: int = 1,
     on_record=None,
 ) -> ShadowRun:
     """:func:`replay` to the end and summarise; ``on_record(record)`` is called as each image finishes."""

@@ -33,7 +33,7 @@ def test_a_failing_gate_rolls_back_and_says_why(cli, project_dir):
 
 
 def test_rollback_when_the_old_version_already_is_live(cli, project_dir):
-    result = cli("canary", "photos", "--new", "slow", "--sequential", "--max-latency-ratio", "2")
+    result = cli("canary", "photos", "--new", "slow", "--max-latency-ratio", "2")
     assert result.exit_code == 3
     assert "rolled back: faces@v1 stays live" in result.stderr
     assert history(project_dir) == [("v1", "v1", "canary-rollback")]

@@ -19,7 +19,7 @@ def test_self_comparison_passes_strict_gates(cli, project_dir):
     "args, gate",
     [
         (("--new", "blind", "--min-recall", "0.9"), "--min-recall: 0.000 (must be >= 0.900)"),
-        (("--new", "slow", "--sequential", "--max-latency-ratio", "2"), "--max-latency-ratio"),
+        (("--new", "slow", "--max-latency-ratio", "2"), "--max-latency-ratio"),
         (("--new", "faces-haar@default", "--max-disagreement", "0.1"), "--max-disagreement: 40.0% (must be <= 10.0%)"),
     ],
 )
@@ -100,4 +100,4 @@ def test_help_lists_every_option_with_its_help(cli, command):
     text = " ".join(cli(command, "--help").stdout.replace("│", " ").split())
     for expected in ("Least IoU", "Where live versions", "Compare only these", "Lower bound on the share", "--max-p95-ms", "Write JUnit XML"):
         assert expected in text, expected
-    assert "--no-sequential" not in text
+    assert "--no-parallel" not in text
