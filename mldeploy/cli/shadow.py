@@ -32,22 +32,31 @@ class Rehearsal:
     project: Any
     old_spec: Any
     new_spec: Any
-    old: Any
-    new: Any
     images: list
     unmatched: list
     labels: list | None
     bounds: dict
 
+    @property
+    def old(self):
+        from mldeploy.models import load_detector
+
+        return load_detector(self.old_spec)  # loaded once per process, on first use
+
+    @property
+    def new(self):
+        from mldeploy.models import load_detector
+
+        return load_detector(self.new_spec)
+
 
 def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outputs=(), html=None) -> Rehearsal:
-    """Resolve versions, images, labels and gate bounds; load both versions (once each).
+    """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
     An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
     not replay the previous report's pictures.
     """
     from mldeploy.errors import UsageError
-    from mldeploy.models import load_detector
     from mldeploy.pipeline import collect_inputs
     from mldeploy.rollout.gates import resolve_bounds
     from mldeploy.rollout.releases import resolve_version
@@ -66,7 +75,7 @@ def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outp
     for target in outputs:
         if target.resolve() in inputs:
             raise UsageError(f"refusing to write a report over input image {target}")
-    return Rehearsal(proj, old_spec, new_spec, load_detector(old_spec), load_detector(new_spec), images, unmatched, labels, bounds)
+    return Rehearsal(proj, old_spec, new_spec, images, unmatched, labels, bounds)
 
 
 def _labels(text: str | None, *specs) -> list[str] | None:
@@ -151,10 +160,9 @@ def finish(doc, r: Rehearsal, output: ReportFormat, report, junit, html, top: in
     from mldeploy.reports import write_html, write_json, write_junit
 
     protect = [item.path for item in r.images]
+    doc.extra["unmatched_inputs"] = [{"input": arg, "error": str(err)} for arg, err in r.unmatched]
     if output is ReportFormat.json:
-        payload = doc.to_dict()
-        payload["unmatched_inputs"] = [{"input": arg, "error": str(err)} for arg, err in r.unmatched]
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(json.dumps(doc.to_dict(), indent=2) + "\n")
     else:
         console = out_console()
         for table in tables_before:

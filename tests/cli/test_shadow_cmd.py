@@ -47,7 +47,7 @@ def test_json_output_and_every_report(cli, project_dir, tmp_path):
                  "--junit", tmp_path / "j.xml", "--html", tmp_path / "html", "--min-recall", "0.9")
     assert result.exit_code == 3
     doc = json.loads(result.stdout)
-    assert doc == json.loads((tmp_path / "r.json").read_text()) | {"unmatched_inputs": []}
+    assert doc == json.loads((tmp_path / "r.json").read_text()) and doc["unmatched_inputs"] == []
     assert doc["summary"]["old"] == "faces@v1" and doc["summary"]["recall"] == pytest.approx(1 / 3, abs=1e-3)
     assert ET.parse(tmp_path / "j.xml").getroot().get("failures") == "3"  # one gate, two images
     assert (tmp_path / "html" / "index.html").is_file() and len(list((tmp_path / "html" / "images").iterdir())) == 2
@@ -101,3 +101,24 @@ def test_help_lists_every_option_with_its_help(cli, command):
     for expected in ("Least IoU", "Where live versions", "Compare only these", "Lower bound on the share", "--max-p95-ms", "Write JUnit XML"):
         assert expected in text, expected
     assert "--no-parallel" not in text
+
+
+def test_exit_codes_reach_a_shell_through_the_real_entry_point(project_dir, tmp_path):
+    """What a CI script sees: `mldeploy shadow` in its own process, stdout and exit status."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "mldeploy", "shadow", "photos", *args], cwd=project_dir, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    failing = run("--new", "blind", "--min-recall", "0.9", "--junit", str(tmp_path / "j.xml"))
+    assert failing.returncode == 3 and "gate failed: --min-recall" in failing.stderr
+    assert (tmp_path / "j.xml").is_file()
+    passing = run("--new", "v1", "--format", "json", "--max-disagreement", "0")
+    assert passing.returncode == 0 and json.loads(passing.stdout)["passed"] is True
