@@ -59,3 +59,26 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+class progress_bar:
+    """``with progress_bar(name, total, enabled) as advance``: a rich bar on stderr, or nothing."""
+
+    def __init__(self, name: str, total: int, enabled: bool) -> None:
+        self.enabled = enabled and total > 1 and err_console.is_terminal
+        self.name, self.total = name, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda *_: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.name, total=self.total)
+        return lambda *_: self._bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.__exit__(*exc)
+        return False

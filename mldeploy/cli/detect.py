@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
+from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console, progress_bar
 from mldeploy.cli.options import ConfigOption, StateDirOption, project
 from mldeploy.errors import UsageError
 
@@ -57,7 +57,10 @@ def detect(
         if detector is not None:
             writer = AnnotatedImageWriter(save, images) if save is not None else None
             stream = detect_images(images, detector, conf=conf, labels=labels, writer=writer)
-            results += _with_progress(stream, len(images), enabled=progress and len(images) > 1 and err_console.is_terminal)
+            with progress_bar("detect", len(images), progress) as advance:
+                for result in stream:
+                    results.append(result)
+                    advance()
         summary.wall_seconds = time.perf_counter() - started
         for result in results:
             summary.update(result)
@@ -80,20 +83,6 @@ def _parse_classes(text: str | None, spec) -> list[str] | None:
         listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
         raise UsageError(f"{spec.ref} has no class {', '.join(map(repr, unknown))}; its classes: {listed}")
     return wanted
-
-
-def _with_progress(stream, total: int, enabled: bool):
-    if not enabled:
-        return list(stream)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    out = []
-    with Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("detect", total=total)
-        for result in stream:
-            out.append(result)
-            bar.advance(task)
-    return out
 
 
 def _emit(results, summary, output: OutputFormat) -> None:

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console
+from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console, progress_bar
 from mldeploy.cli.options import (
     ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     project, with_gate_options,
@@ -130,29 +130,6 @@ def shadow(
 
 def settings_of(r: Rehearsal, iou: float, **extra) -> dict[str, Any]:
     return {"old": r.old_spec.ref, "new": r.new_spec.ref, "iou": iou, "classes": r.labels, **extra}
-
-
-class progress_bar:
-    """``with progress_bar(name, total, enabled) as advance``: a rich bar on stderr, or nothing."""
-
-    def __init__(self, name: str, total: int, enabled: bool) -> None:
-        self.enabled = enabled and total > 1 and err_console.is_terminal
-        self.name, self.total = name, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda *_: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.name, total=self.total)
-        return lambda *_: self._bar.advance(task)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.__exit__(*exc)
-        return False
 
 
 def finish(doc, r: Rehearsal, output: ReportFormat, report, junit, html, top: int, wall_seconds: float, tables_before=()) -> None:
