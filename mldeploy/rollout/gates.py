@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from mldeploy.errors import ConfigError
+from mldeploy.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
     from mldeploy.rollout.shadow import ShadowSummary
@@ -32,6 +32,7 @@ class Gate:
     what: str
     unit: str = ""  # "%" shows a share as a percentage, "ms" seconds as milliseconds, "x" a ratio
     default: float | None = None
+    share: bool = False  # the figure is a share from 0 to 1 (and so must the bound be)
 
     @property
     def flag(self) -> str:
@@ -54,11 +55,11 @@ class Gate:
 GATES: dict[str, Gate] = {
     gate.name: gate
     for gate in (
-        Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree", "%"),
-        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box"),
-        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds"),
-        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall"),
-        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)"),
+        Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree", "%", share=True),
+        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", share=True),
+        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds", share=True),
+        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", share=True),
+        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)", share=True),
         Gate("max_count_change", "max", lambda s: s.agreement.max_relative_count_change, "largest relative change in a label's box count", "%"),
         Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency", "x"),
         Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "ms"),
@@ -105,6 +106,11 @@ def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, floa
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"[gates] {name} must be a number, not {value!r}")
+        where = gate.flag if flags.get(name) is not None else f"[gates] {name}"
+        if gate.share and not 0 <= value <= 1:
+            raise UsageError(f"{where} {value:g}: must be a share from 0 to 1 (0.95 means 95%)")
+        if value < 0:
+            raise UsageError(f"{where} {value:g}: must not be negative")
         bounds[name] = float(value)
     return bounds
 

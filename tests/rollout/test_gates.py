@@ -29,6 +29,18 @@ def test_flags_override_the_project_file_which_overrides_defaults():
         resolve_bounds({}, {"min_recall": "high"})
 
 
+def test_impossible_bounds_are_usage_errors():
+    from mldeploy.errors import UsageError
+
+    with pytest.raises(UsageError, match="--min-recall 95: must be a share from 0 to 1"):
+        resolve_bounds({"min_recall": 95})
+    with pytest.raises(UsageError, match=r"\[gates\] max_disagreement 1.5"):
+        resolve_bounds({}, {"max_disagreement": 1.5})
+    with pytest.raises(UsageError, match="--max-latency-ratio -1: must not be negative"):
+        resolve_bounds({"max_latency_ratio": -1})
+    assert resolve_bounds({"max_count_change": 2.0})["max_count_change"] == 2.0  # a count may triple
+
+
 def test_each_gate_passes_and_fails_on_the_right_side():
     s = summary()  # recall 0.8, precision 8/9, disagreement 0.2, latency ratio 2, p95 new 40 ms, mean IoU 0.9
     figures = {"max_disagreement": 0.2, "min_precision": 8 / 9, "min_recall": 0.8, "min_f1": 2 * (8 / 9) * 0.8 / (8 / 9 + 0.8),
