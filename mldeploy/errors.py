@@ -98,3 +98,19 @@ class NothingToRollBackError(UsageError):
     """A rollback asked of a model that has no earlier live version."""
 
     http_status = 409
+
+
+class UploadTooLargeError(InvalidImageError):
+    """A request body over the server's size limit."""
+
+    http_status = 413
+
+
+class UnsupportedUploadError(NotAnImageError):
+    """An upload whose file name does not have an image extension."""
+
+
+class AdminAuthError(MldeployError):
+    """An admin request without the right token."""
+
+    http_status = 401

@@ -13,6 +13,7 @@ from mldeploy.cli import canary as _canary
 from mldeploy.cli import detect as _detect
 from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
+from mldeploy.cli import serve as _serve
 from mldeploy.cli import shadow as _shadow
 from mldeploy.cli.console import state
 
@@ -53,6 +54,8 @@ app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.c
 app.command("promote", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.promote)
 app.command("rollback", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.rollback)
 app.command("history", rich_help_panel="Rollout")(_rollout.history)
+app.command("route", rich_help_panel="Rollout")(_rollout.route)
+app.command("serve", rich_help_panel="Serve")(_serve.serve)
 
 
 def main() -> None:

@@ -100,3 +100,45 @@ def history(
         live_now = ", ".join(f"{escape(k)}@{escape(v)}" for k, v in live.items() if name is None or k == name)
         table.caption = f"live now: {live_now}. --format json adds each change's full command line and user@host."
         out_console().print(table)
+
+
+def route(
+    model: Optional[str] = typer.Argument(None, help="Model to change; without one, list every route.", show_default=False),
+    shadow: Optional[str] = typer.Option(None, "--shadow", help="Version that shadows the live one.", show_default=False),
+    no_shadow: bool = typer.Option(False, "--no-shadow", help="Stop the shadow."),
+    canary: Optional[str] = typer.Option(None, "--canary", help="Canary version (with --weight).", show_default=False),
+    weight: Optional[float] = typer.Option(None, "--weight", min=0, max=100, help="Percent of clients on the canary."),
+    no_canary: bool = typer.Option(False, "--no-canary", help="Stop the canary: every client back on the live version."),
+    reason: str = typer.Option("", "--reason", "-r", help="Why: kept in the history."),
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Live routing for running servers: start or stop a shadow, set or stop a canary and its weight.
+
+    Servers watching the same state directory apply a change within a second.
+    """
+    with error_boundary():
+        from mldeploy.errors import UsageError
+        from mldeploy.rollout.releases import set_route
+        from mldeploy.rollout.state import KEEP
+
+        proj = project(state_dir, config)
+        if model is None:
+            live, routes = proj.store().snapshot()
+            if not routes:
+                err_console.print("no shadow or canary is set")
+            for name, r in sorted(routes.items()):
+                canary_text = f"{r.canary_version} at {r.canary_weight:g}%" if r.canary_version else "off"
+                out_console().print(f"{escape(name)}: live {escape(live.get(name, proj.registry().default_version(name)))}, "
+                                    f"shadow {escape(r.shadow_version or 'off')}, canary {escape(canary_text)}")
+            return
+        if shadow and no_shadow or canary and no_canary:
+            raise UsageError("give a version or turn it off, not both")
+        if canary and weight is None:
+            raise UsageError(f"--canary {canary} needs --weight (percent of clients), e.g. --weight 10")
+        if not any((shadow, no_shadow, canary, no_canary, weight is not None)):
+            raise UsageError("nothing to change: give --shadow, --no-shadow, --canary with --weight, --weight or --no-canary")
+        r = set_route(proj, model.partition("@")[0], shadow=None if no_shadow else (shadow or KEEP),
+                      canary=None if no_canary else (canary or KEEP), weight=weight, reason=reason, command=command_line())
+        canary_text = f"{r.canary_version} at {r.canary_weight:g}%" if r.canary_version else "off"
+        err_console.print(f"{escape(model)}: shadow {escape(r.shadow_version or 'off')}, canary {escape(canary_text)}")

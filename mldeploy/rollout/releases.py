@@ -11,7 +11,7 @@ from mldeploy.errors import ModelUnavailableError, UsageError
 from mldeploy.models.base import ModelSpec
 from mldeploy.models.registry import Registry, missing_files_message
 from mldeploy.project import Project
-from mldeploy.rollout.state import Change
+from mldeploy.rollout.state import KEEP, Change
 
 
 def _builtin_default(project: Project, model: str) -> str:
@@ -37,6 +37,27 @@ def rollback(project: Project, model: str, *, reason: str = "", command: str = "
     if not registry.versions(model):
         raise UsageError(f"unknown model {model!r}; known models: {', '.join(registry.names())}")
     return project.store().rollback(model, current_default=registry.default_version(model), reason=reason, command=command)
+
+
+def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight: float | None = None, reason: str = "", command: str = ""):
+    """Start or stop a shadow, set or clear a canary, for servers to apply. Versions are checked first.
+
+    Raises:
+        UsageError: unknown model or version, a weight outside 0..100, or a version equal to the live one.
+    """
+    registry = project.registry()
+    if not registry.versions(model):
+        raise UsageError(f"unknown model {model!r}; known models: {', '.join(registry.names())}")
+    live = registry.default_version(model)
+    for role, version in (("shadow", shadow), ("canary", canary)):
+        if version not in (None, KEEP):
+            registry.resolve(f"{model}@{version}")
+            if version == live:
+                raise UsageError(f"{model}@{version} is the live version; a {role} must be another version")
+    if weight is not None and not 0 <= weight <= 100:
+        raise UsageError(f"canary weight {weight:g} is not a percentage from 0 to 100")
+    default = project.registry(with_live=False).default_version(model)
+    return project.store().set_route(model, current_default=default, shadow=shadow, canary=canary, weight=weight, reason=reason, command=command)
 
 
 def resolve_version(registry: Registry, ref: str, model: str) -> ModelSpec:

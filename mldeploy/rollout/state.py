@@ -20,9 +20,9 @@ from typing import Iterator
 from mldeploy.errors import NothingToRollBackError, StateError
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS live (
     model TEXT PRIMARY KEY,
     version TEXT NOT NULL,
@@ -47,7 +47,53 @@ CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
 """
 
-ACTIONS = ("promote", "rollback", "canary-promote", "canary-rollback")
+# Version 2: live routing for the server (a shadow version, a canary version and its weight, per
+# model) and the shadow counters a server accumulates.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS routing (
+    model TEXT PRIMARY KEY,
+    shadow_version TEXT,
+    canary_version TEXT,
+    canary_weight REAL NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shadow_stats (
+    model TEXT NOT NULL,
+    live_version TEXT NOT NULL,
+    shadow_version TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    compared INTEGER NOT NULL DEFAULT 0,
+    disagreeing INTEGER NOT NULL DEFAULT 0,
+    old_boxes INTEGER NOT NULL DEFAULT 0,
+    new_boxes INTEGER NOT NULL DEFAULT 0,
+    matched INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0,
+    extra INTEGER NOT NULL DEFAULT 0,
+    relabelled INTEGER NOT NULL DEFAULT 0,
+    iou_sum REAL NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    first_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (model, live_version, shadow_version)
+);
+"""
+
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # schema version -> statements that bring the one before to it
+
+ACTIONS = ("promote", "rollback", "canary-promote", "canary-rollback", "route")
+
+SHADOW_COUNTERS = ("requests", "compared", "disagreeing", "old_boxes", "new_boxes", "matched", "missing", "extra",
+                   "relabelled", "iou_sum", "errors", "dropped")
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a running server splits one model's traffic besides its live version."""
+
+    shadow_version: str | None = None
+    canary_version: str | None = None
+    canary_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +109,13 @@ class Change:
     command: str
     actor: str
     at: str
+
+
+KEEP = object()  # set_route: leave this part of the route as it is
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def _actor() -> str:
@@ -145,6 +198,78 @@ class StateStore:
                 raise NothingToRollBackError(f"{model} has no earlier live version to roll back to ({model}@{current} is live and always was)")
             return self._append(db, model, current, row[0], "rollback", reason, command)
 
+    # -- live routing (read by a running server) --------------------------------------------------
+    def routes(self) -> dict[str, Route]:
+        """Models with a shadow or a canary set, and how."""
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, Route]]:
+        """Live versions and routes, read together (one transaction)."""
+        if not self.path.exists():
+            return {}, {}
+        with self._connect(write=False) as db:
+            if db is None:
+                return {}, {}
+            db.execute("BEGIN")
+            try:
+                live = dict(db.execute("SELECT model, version FROM live").fetchall())
+                rows = db.execute("SELECT model, shadow_version, canary_version, canary_weight FROM routing").fetchall() if _has_table(db, "routing") else []
+            finally:
+                db.execute("COMMIT")
+        return live, {m: Route(s, c, float(w)) for m, s, c, w in rows if s or c}
+
+    def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
+                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "") -> Route:
+        """Start or stop a shadow, set or clear a canary (``weight`` in percent); ``KEEP`` leaves a part as it is.
+
+        Each change appends a history row (from = to = the live version, so rollback skips it)."""
+        with self._transaction() as db:
+            live = self._live_in(db, model) or current_default
+            row = db.execute("SELECT shadow_version, canary_version, canary_weight FROM routing WHERE model = ?", (model,)).fetchone()
+            route = Route(*row) if row else Route()
+            route = Route(
+                route.shadow_version if shadow is KEEP else shadow,
+                route.canary_version if canary is KEEP else canary,
+                float(weight) if weight is not None else (0.0 if canary is None else route.canary_weight),
+            )
+            if route.canary_version is None:
+                route = Route(route.shadow_version, None, 0.0)
+            db.execute(
+                "INSERT INTO routing (model, shadow_version, canary_version, canary_weight, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(model) DO UPDATE SET shadow_version = excluded.shadow_version, canary_version = excluded.canary_version, "
+                "canary_weight = excluded.canary_weight, updated_at = excluded.updated_at",
+                (model, route.shadow_version, route.canary_version, route.canary_weight, _now()),
+            )
+            described = f"shadow {route.shadow_version or 'off'}, canary " + (f"{route.canary_version} at {route.canary_weight:g}%" if route.canary_version else "off")
+            self._append(db, model, live, live, action, reason or described, command, move_live=False)
+            return route
+
+    def add_shadow_stats(self, model: str, live_version: str, shadow_version: str, counts: dict[str, float]) -> None:
+        """Add a server's shadow counters (deltas) for one live/shadow pair."""
+        unknown = set(counts) - set(SHADOW_COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown shadow counters {sorted(unknown)}")
+        now = _now()
+        columns = list(counts)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO shadow_stats (model, live_version, shadow_version, {', '.join(columns)}, first_at, updated_at) "
+                f"VALUES (?, ?, ?, {', '.join('?' for _ in columns)}, ?, ?) ON CONFLICT(model, live_version, shadow_version) DO UPDATE SET "
+                + ", ".join(f"{c} = {c} + excluded.{c}" for c in columns) + ", updated_at = excluded.updated_at",
+                (model, live_version, shadow_version, *[counts[c] for c in columns], now, now),
+            )
+
+    def shadow_stats(self, model: str) -> list[dict]:
+        """Accumulated shadow counters of ``model``, one dict per live/shadow pair, newest first."""
+        if not self.path.exists():
+            return []
+        with self._connect(write=False) as db:
+            if db is None or not _has_table(db, "shadow_stats"):
+                return []
+            cursor = db.execute("SELECT * FROM shadow_stats WHERE model = ? ORDER BY updated_at DESC", (model,))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
     # -- internals -------------------------------------------------------------------------------
     @staticmethod
     def _live_in(db: sqlite3.Connection, model: str) -> str | None:
@@ -152,7 +277,8 @@ class StateStore:
         return row[0] if row else None
 
     @staticmethod
-    def _append(db: sqlite3.Connection, model: str, from_version: str, to_version: str, action: str, reason: str, command: str) -> Change:
+    def _append(db: sqlite3.Connection, model: str, from_version: str, to_version: str, action: str, reason: str, command: str,
+                move_live: bool = True) -> Change:
         at = _now()
         actor = _actor()
         cursor = db.execute(
@@ -160,6 +286,8 @@ class StateStore:
             (model, from_version, to_version, action, reason, command, actor, at),
         )
         change_id = cursor.lastrowid
+        if not move_live:
+            return Change(change_id, model, from_version, to_version, action, reason, command, actor, at)
         db.execute(
             "INSERT INTO live (model, version, since, change_id) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(model) DO UPDATE SET version = excluded.version, since = excluded.since, change_id = excluded.change_id",
@@ -222,12 +350,13 @@ class StateStore:
             if version and not {"live", "history"} <= tables:
                 raise StateError(f"{self.path} is damaged: its live or history table is missing; it was left as it is")
             created = False
-            if version == 0 and write:
-                for statement in _SCHEMA.split(";\n"):
-                    if statement.strip():
-                        db.execute(statement)
+            if version < SCHEMA_VERSION and write:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step].split(";\n"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                created = True
+                created = version == 0
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

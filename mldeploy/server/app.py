@@ -1,0 +1,55 @@
+"""``create_app(config)``: composes the routers; models load in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from mldeploy import __version__
+from mldeploy.server import errors
+from mldeploy.server.config import ServerConfig
+from mldeploy.server.deployments import Deployments
+from mldeploy.server.metrics import Metrics
+from mldeploy.server.routers import admin, info, page, predict
+from mldeploy.server.uploads import BodyLimit
+
+log = logging.getLogger("mldeploy.server")
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    config = config or ServerConfig()
+    metrics = Metrics()
+    deployments = Deployments(config, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(deployments.start)  # loads every version in use, once
+        log.info("serving %s", {name: plan.describe() for name, plan in deployments.plans.items()})
+        try:
+            yield
+        finally:
+            await run_in_threadpool(deployments.stop)
+
+    app = FastAPI(title="mldeploy", version=__version__, lifespan=lifespan,
+                  description="Object detection with live shadow, canary and blue-green routing.")
+    app.state.config = config
+    app.state.metrics = metrics
+    app.state.deployments = deployments
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+
+    @app.middleware("http")
+    async def version_header(request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Mldeploy-Version", __version__)
+        return response
+
+    for router in (predict.router, info.router, admin.router, page.router):
+        app.include_router(router)
+    for name in config.models:
+        app.add_api_route(f"/count-{name}/", predict.count_endpoint(name), methods=["POST"], tags=["count"],
+                          summary=f"Count what {name} finds")
+    return app

@@ -1,0 +1,63 @@
+"""Server settings: explicit keyword defaults, derived values as properties (uvicorn's Config style)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mldeploy.errors import UsageError
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``create_app`` needs. ``models`` are model names; the first is ``/predict``'s."""
+
+    models: list[str] = field(default_factory=lambda: ["faces", "people"])
+    host: str = "127.0.0.1"
+    port: int = 8000
+    state_dir: Path | None = None
+    config_path: Path | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+    admin_token: str | None = field(default_factory=lambda: os.environ.get("MLDEPLOY_ADMIN_TOKEN") or None)
+    shadow: dict[str, str] = field(default_factory=dict)  # model -> version, set at start-up
+    canary: dict[str, tuple[str, float]] = field(default_factory=dict)  # model -> (version, weight %)
+    shadow_queue: int = 64
+    poll_seconds: float = 0.25
+    canary_min_requests: int = 20
+    canary_max_error_rate: float | None = None
+    canary_max_p95_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise UsageError("serve at least one model, e.g. --model faces")
+        if len(set(self.models)) != len(self.models):
+            raise UsageError(f"a model is listed twice: {', '.join(self.models)}")
+        if self.max_upload_bytes <= 0:
+            raise UsageError("--max-upload-mb must be positive")
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0]
+
+
+def parse_assignments(values: list[str], flag: str, with_weight: bool = False) -> dict:
+    """``["faces=v2"]`` -> ``{"faces": "v2"}``; with ``with_weight``, ``faces=v2:10`` -> ``{"faces": ("v2", 10.0)}``."""
+    out: dict = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            example = "faces=v2:10" if with_weight else "faces=v2"
+            raise UsageError(f"{flag} {value!r}: write MODEL=VERSION{':WEIGHT' if with_weight else ''}, e.g. {example}")
+        if with_weight:
+            version, sep, weight = rest.rpartition(":")
+            try:
+                share = float(weight)
+            except ValueError:
+                share = -1.0
+            if not sep or not version or not 0 <= share <= 100:
+                raise UsageError(f"{flag} {value!r}: the weight after ':' is a percentage from 0 to 100, e.g. faces=v2:10")
+            out[name] = (version, share)
+        else:
+            out[name] = rest
+    return out

@@ -1,0 +1,29 @@
+"""Prometheus metrics of one app (own registry, so two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mldeploy_requests", "Prediction requests", ["model", "version", "route", "status"], registry=r)
+        self.errors = Counter("mldeploy_request_errors", "Requests answered with an error", ["endpoint", "status", "type"], registry=r)
+        self.latency = Histogram("mldeploy_request_seconds", "Request latency, upload to answer", ["model", "version"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.inference = Histogram("mldeploy_inference_seconds", "Model forward pass", ["model", "version", "role"],
+                                   buckets=_LATENCY_BUCKETS, registry=r)
+        self.shadow_results = Counter("mldeploy_shadow_comparisons", "Shadow comparisons by result (agree, disagree, error)",
+                                      ["model", "live", "shadow", "result"], registry=r)
+        self.shadow_dropped = Counter("mldeploy_shadow_dropped", "Shadow jobs dropped because the queue was full", ["model"], registry=r)
+        self.shadow_queue = Gauge("mldeploy_shadow_queue_depth", "Shadow jobs waiting", registry=r)
+        self.live = Gauge("mldeploy_live_version", "1 for the live version of each served model", ["model", "version"], registry=r)
+        self.canary_weight = Gauge("mldeploy_canary_weight_percent", "Share of requests routed to the canary", ["model", "version"], registry=r)
+        self.rollbacks = Counter("mldeploy_canary_rollbacks", "Automatic canary rollbacks", ["model", "version"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""One router per concern: predictions, model information and health, admin, the page."""

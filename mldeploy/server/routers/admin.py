@@ -1,0 +1,106 @@
+"""Admin endpoints: promote, roll back, route (shadow / canary). Token required (``MLDEPLOY_ADMIN_TOKEN``).
+
+They write to the same state store as the CLI; the watcher applies the change, and the response
+waits for that, so the next request already sees it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from mldeploy.errors import AdminAuthError, UnknownModelError
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def require_token(request: Request) -> None:
+    token = request.app.state.config.admin_token
+    if not token:
+        raise AdminAuthError("admin endpoints are off: start the server with MLDEPLOY_ADMIN_TOKEN set")
+    given = request.headers.get("authorization", "")
+    given = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise AdminAuthError("missing or wrong admin token (send 'Authorization: Bearer <token>')")
+
+
+class PromoteBody(BaseModel):
+    version: str
+    reason: str = ""
+
+
+class RollbackBody(BaseModel):
+    reason: str = ""
+
+
+class RouteBody(BaseModel):
+    shadow: Optional[str] = Field(None, description="version to shadow; null stops the shadow")
+    canary: Optional[str] = Field(None, description="canary version; null stops the canary")
+    weight: float = Field(0.0, ge=0, le=100, description="percent of clients on the canary")
+    reason: str = ""
+
+
+def _served(request: Request, name: str):
+    deployments = request.app.state.deployments
+    if name not in deployments.plans:
+        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
+    return deployments
+
+
+def _change(dataclass_row) -> dict:
+    from dataclasses import asdict
+
+    return asdict(dataclass_row)
+
+
+@router.post("/models/{name}/promote", dependencies=[Depends(require_token)])
+async def promote(name: str, body: PromoteBody, request: Request):
+    from mldeploy.rollout.releases import promote as do_promote
+
+    deployments = _served(request, name)
+
+    def work():
+        spec = deployments.project.registry().resolve(f"{name}@{body.version}")
+        change = do_promote(deployments.project, spec, reason=body.reason, command=f"POST /admin/models/{name}/promote")
+        deployments.refresh()
+        return change
+
+    change = await run_in_threadpool(work)
+    return {"changed": change is not None, "change": _change(change) if change else None, "routing": deployments.plans[name].describe()}
+
+
+@router.post("/models/{name}/rollback", dependencies=[Depends(require_token)])
+async def rollback(name: str, request: Request, body: RollbackBody | None = None):
+    from mldeploy.rollout.releases import rollback as do_rollback
+
+    deployments = _served(request, name)
+
+    def work():
+        change = do_rollback(deployments.project, name, reason=(body.reason if body else ""), command=f"POST /admin/models/{name}/rollback")
+        deployments.refresh()
+        return change
+
+    change = await run_in_threadpool(work)
+    return {"changed": True, "change": _change(change), "routing": deployments.plans[name].describe()}
+
+
+@router.post("/models/{name}/route", dependencies=[Depends(require_token)])
+async def route(name: str, body: RouteBody, request: Request):
+    from mldeploy.rollout.releases import set_route
+    from mldeploy.rollout.state import KEEP
+
+    deployments = _served(request, name)
+    given = body.model_fields_set  # a field left out keeps its current setting
+
+    def work():
+        set_route(deployments.project, name, shadow=body.shadow if "shadow" in given else KEEP,
+                  canary=body.canary if "canary" in given else KEEP, weight=body.weight if "weight" in given else None,
+                  reason=body.reason, command=f"POST /admin/models/{name}/route")
+        deployments.refresh()
+
+    await run_in_threadpool(work)
+    return {"routing": deployments.plans[name].describe()}

@@ -1,0 +1,70 @@
+"""``GET /models``, ``/models/{name}/shadow``, ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from mldeploy.errors import UnknownModelError
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/models")
+async def models(request: Request):
+    deployments = request.app.state.deployments
+    registry = deployments.project.registry(with_live=False)
+    out = []
+    for name, plan in deployments.plans.items():
+        out.append({
+            "name": name,
+            **plan.describe(),
+            "endpoints": [f"/models/{name}/predict", f"/count-{name}/"] + (["/predict"] if name == request.app.state.config.default_model else []),
+            "versions": [{"ref": s.ref, "backend": s.backend, "classes": list(s.classes) if len(s.classes) <= 10 else len(s.classes),
+                          "available": not s.missing_files()} for s in registry.versions(name)],
+        })
+    return {"default": request.app.state.config.default_model, "models": out}
+
+
+@router.get("/models/{name}/shadow")
+async def shadow_summary(name: str, request: Request):
+    """Shadow comparisons recorded for this model (in the state store), per live/shadow pair."""
+    deployments = request.app.state.deployments
+    if name not in deployments.plans:
+        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
+    rows = await run_in_threadpool(lambda: (deployments.wait_for_shadow(0.0), deployments.project.store().shadow_stats(name))[1])
+    pairs = []
+    for row in rows:
+        compared, matched = row["compared"], row["matched"]
+        pairs.append({
+            "live": f"{name}@{row['live_version']}", "shadow": f"{name}@{row['shadow_version']}",
+            "requests": row["requests"], "compared": compared, "errors": row["errors"], "dropped": row["dropped"],
+            "disagreeing": row["disagreeing"], "disagreement": row["disagreeing"] / compared if compared else None,
+            "precision": matched / row["new_boxes"] if row["new_boxes"] else (1.0 if compared else None),
+            "recall": matched / row["old_boxes"] if row["old_boxes"] else (1.0 if compared else None),
+            "mean_iou": row["iou_sum"] / matched if matched else None,
+            "boxes": {k: row[k] for k in ("old_boxes", "new_boxes", "matched", "missing", "extra", "relabelled")},
+            "since": row["first_at"], "updated": row["updated_at"],
+        })
+    return {"model": name, "shadow": deployments.plans[name].describe()["shadow"], "pairs": pairs}
+
+
+@router.get("/healthz")
+async def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request):
+    deployments = request.app.state.deployments
+    if not deployments.ready:
+        return JSONResponse({"status": "starting or stopping"}, status_code=503)
+    return {"status": "ready", "models": {name: plan.live.ref for name, plan in deployments.plans.items()}}
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

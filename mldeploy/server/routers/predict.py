@@ -1,0 +1,80 @@
+"""``POST /predict``, ``POST /models/{name}/predict`` and ``POST /count-{name}/``."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from mldeploy.errors import UnknownModelError
+from mldeploy.serialize import detections_to_list
+
+router = APIRouter(tags=["predict"])
+
+
+def client_id(request: Request) -> str:
+    """Canary stickiness key: the ``X-Client-Id`` header, else the client's address."""
+    return request.headers.get("x-client-id") or (request.client.host if request.client else "unknown")
+
+
+def wants_json(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "json"
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "image/" not in accept
+
+
+async def answer(request: Request, name: str, file: UploadFile, as_json: bool, count_only: bool = False) -> Response:
+    """Validate the upload, let the deployments pick and run a version (on a worker thread), respond."""
+    from mldeploy.server.uploads import read_image_upload
+
+    deployments = request.app.state.deployments
+    metrics = request.app.state.metrics
+    if name not in deployments.plans:
+        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
+    started = time.perf_counter()
+    image = await read_image_upload(file)
+    spec, route, detections, seconds = await run_in_threadpool(deployments.detect, name, image, client_id(request))
+    headers = {"X-Model": name, "X-Model-Version": spec.ref, "X-Route": route, "X-Detections": str(len(detections)),
+               "X-Inference-Ms": f"{seconds * 1000:.1f}"}
+    if as_json or count_only:
+        body = {"model": name, "version": spec.ref, "route": route, "count": len(detections), "counts": detections.counts(),
+                "width": detections.image_size[0], "height": detections.image_size[1], "detections": detections_to_list(detections)}
+        response: Response = JSONResponse(body, headers=headers)
+    else:
+        jpeg = await run_in_threadpool(_annotated_jpeg, image, detections)
+        response = Response(jpeg, media_type="image/jpeg", headers=headers)
+    metrics.requests.labels(name, spec.version, route, "200").inc()
+    metrics.latency.labels(name, spec.version).observe(time.perf_counter() - started)
+    return response
+
+
+def _annotated_jpeg(image, detections) -> bytes:
+    from mldeploy.annotate import BoxAnnotator, encode_image
+
+    return encode_image(BoxAnnotator().annotate(image, detections), ".jpg")
+
+
+_FORMAT = Query(None, pattern="^(json|image)$", description="json for detections, image for the annotated JPEG [default: by Accept header, else image]")
+
+
+@router.post("/predict", summary="Detect with the default model")
+async def predict_default(request: Request, file: UploadFile = File(...), format: Optional[str] = _FORMAT):
+    return await answer(request, request.app.state.config.default_model, file, wants_json(request, format))
+
+
+@router.post("/models/{name}/predict", summary="Detect with one served model")
+async def predict_model(name: str, request: Request, file: UploadFile = File(...), format: Optional[str] = _FORMAT):
+    return await answer(request, name, file, wants_json(request, format))
+
+
+def count_endpoint(name: str):
+    async def count(request: Request, file: UploadFile = File(...)):
+        return await answer(request, name, file, as_json=True, count_only=True)
+
+    count.__name__ = f"count_{name.replace('-', '_')}"
+    count.__doc__ = f"How many objects {name} finds: model, version, count and detections as JSON."
+    return count
