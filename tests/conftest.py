@@ -1,5 +1,4 @@
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -91,16 +90,8 @@ def project_dir(tmp_path, monkeypatch, samples) -> Path:
 @pytest.fixture
 def flaky(monkeypatch):
     """Adds faces@flaky (faces@v1 that raises on images wider than 520 px) to every registry."""
-    import mldeploy.project
-    from mldeploy.models import registry as registry_module
+    from tests.rollout import flaky as planted
 
-    real = registry_module.builtin_specs
-
-    def with_flaky():
-        specs = real()
-        base = next(s for s in specs if s.ref == "faces@v1")
-        return specs + [replace(base, version="flaky", backend="flaky", description="planted fault")]
-
-    monkeypatch.setitem(registry_module.BACKENDS, "flaky", "tests.rollout.flaky:FlakyDetector")
-    monkeypatch.setattr(mldeploy.project, "builtin_specs", with_flaky)
-    return "faces@flaky"
+    for obj, name, value in planted.patches():
+        monkeypatch.setattr(obj, name, value)
+    return planted.REF

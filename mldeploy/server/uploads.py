@@ -28,24 +28,39 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _too_large(send, int(length), self.max_bytes)
         received = 0
-        limit = self.max_bytes
+        responded = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, responded
+            if responded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise UploadTooLargeError(f"upload is over the {limit / 1048576:g} MiB limit")
+                if received > self.max_bytes:
+                    # Answer 413 now and tell the app the client left: it stops reading, and
+                    # whatever it tries to send afterwards is dropped.
+                    responded = True
+                    await _too_large(send, received, self.max_bytes, so_far=True)
+                    return {"type": "http.disconnect"}
             return message
 
-        return await self.app(scope, limited_receive, send)
+        async def guarded_send(message):
+            if not responded:
+                await send(message)
+
+        try:
+            return await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if responded:  # the app's complaint about the cut-off body: already answered
+                return None
+            raise
 
 
-async def _too_large(send, length: int, limit: int) -> None:
-    body = json.dumps({"error": {"type": "UploadTooLargeError",
-                                 "message": f"upload is {length / 1048576:.1f} MiB, over the {limit / 1048576:g} MiB limit"}}).encode()
-    await send({"type": "http.response.start", "status": 413,
+async def _too_large(send, length: int, limit: int, so_far: bool = False) -> None:
+    size = f"more than {limit / 1048576:g} MiB arrived" if so_far else f"upload is {length / 1048576:.1f} MiB"
+    body = json.dumps({"error": {"type": UploadTooLargeError.__name__, "message": f"{size}, over the {limit / 1048576:g} MiB limit"}}).encode()
+    await send({"type": "http.response.start", "status": UploadTooLargeError.http_status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 

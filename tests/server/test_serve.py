@@ -1,0 +1,113 @@
+"""The HTTP service, as a real uvicorn process: uploads, statuses, and answers under load."""
+
+import json
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+PHOTOS = ["astronaut.jpg", "camera.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+
+
+def png_header_claiming(width, height) -> bytes:
+    """A tiny PNG whose header claims a huge image (a decompression bomb in miniature)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_predict_count_and_info_endpoints(serve, project_dir):
+    server = serve("--model", "faces", "--model", "people")
+    photo = project_dir / "photos" / "astronaut.jpg"
+    image = server.post("/predict", photo)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.headers["x-model-version"] == "faces@v1" and image.headers["x-detections"] == "1"
+    assert image.content[:2] == b"\xff\xd8" and len(image.content) > 10000
+    as_json = server.post("/predict?format=json", photo).json()
+    assert as_json["version"] == "faces@v1" and as_json["count"] == 1 and len(as_json["detections"][0]["box"]) == 4
+    by_accept = server.post("/models/faces/predict", photo, headers={"Accept": "application/json"})
+    assert by_accept.json()["detections"] == as_json["detections"]
+    count = server.post("/count-faces/", photo).json()
+    assert (count["model"], count["version"], count["count"]) == ("faces", "faces@v1", 1)
+    people = server.post("/count-people/", project_dir / "photos" / "chelsea.jpg")
+    assert people.status_code == 200 and people.headers["x-model-version"] == "people@hog" and people.json()["count"] == 0
+    models = server.client.get("/models").json()
+    assert models["default"] == "faces" and [m["name"] for m in models["models"]] == ["faces", "people"]
+    assert models["models"][0]["live"] == "faces@v1" and "/count-faces/" in models["models"][0]["endpoints"]
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    assert server.client.get("/readyz").json()["models"] == {"faces": "faces@v1", "people": "people@hog"}
+    metrics = server.client.get("/metrics").text
+    assert 'mldeploy_requests_total{model="faces",route="live",status="200",version="v1"} 4.0' in metrics
+    assert "mldeploy_request_seconds_bucket" in metrics and "mldeploy_shadow_dropped_total" not in metrics.split("# TYPE")[0]
+
+
+@pytest.mark.parametrize(
+    "name, content, status, kind",
+    [
+        ("notes.jpg", b"a text file named like a photo", 415, "NotAnImageError"),
+        ("photo.txt", None, 415, "UnsupportedUploadError"),
+        ("empty.jpg", b"", 422, "InvalidImageError"),
+        ("cut.jpg", "truncated", 422, "InvalidImageError"),
+        ("bomb.png", png_header_claiming(100000, 100000), 422, "ImageTooLargeError"),
+        ("../../etc/evil.jpg", b"GIF89a not really", 415, None),
+    ],
+)
+def test_bad_uploads_get_a_status_and_a_json_error(serve, project_dir, name, content, status, kind):
+    server = serve("--model", "faces")
+    real = (project_dir / "photos" / "chelsea.jpg").read_bytes()
+    data = real if content is None else real[:3000] if content == "truncated" else content
+    response = server.client.post("/predict", files={"file": (name, data)})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"] and (kind is None or error["type"] == kind)
+    assert not list(project_dir.rglob("evil.jpg")) and not (project_dir.parent / "etc").exists()  # never written under its name
+    assert server.client.get("/readyz").status_code == 200
+
+
+def test_missing_field_unknown_model_and_size_limit(serve, project_dir):
+    server = serve("--model", "faces", "--max-upload-mb", "1")
+    assert server.client.post("/predict").status_code == 422
+    assert server.client.post("/predict", data={"other": "x"}).json()["error"]["type"] == "RequestValidationError"
+    assert server.post("/models/nope/predict", project_dir / "photos" / "chelsea.jpg").status_code == 404
+    big = server.client.post("/predict", files={"file": ("big.jpg", b"\xff" * (2 * 1024 * 1024))})
+    assert big.status_code == 413 and big.json()["error"]["type"] == "UploadTooLargeError"
+
+    def chunks():  # no Content-Length: the limit is enforced while the body arrives
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n\r\n"
+        for _ in range(40):
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    streamed = server.client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert streamed.status_code == 413
+    assert server.client.get("/readyz").status_code == 200
+
+
+def test_answers_under_load_are_the_answers_given_one_at_a_time(serve, project_dir):
+    """Several hundred mixed requests from 16 threads: no 5xx, and every answer equals the sequential one."""
+    server = serve("--model", "faces", "--model", "people", "--model", "faces-haar")
+    photos = [project_dir / "photos" / name for name in PHOTOS]
+    endpoints = ["/count-faces/", "/count-people/", "/count-faces-haar/"]
+    expected = {(e, p.name): server.post(e, p).json()["detections"] for e in endpoints for p in photos}
+    assert sum(len(v) for v in expected.values()) >= 4  # real boxes to compare, not empty answers
+    jobs = [(endpoints[n % 3], photos[n % 5]) for n in range(300)]
+
+    def one(job):
+        endpoint, photo = job
+        response = server.post(endpoint, photo)
+        return endpoint, photo.name, response.status_code, response.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, jobs))
+    assert [status for *_, status, _ in answers] == [200] * 300
+    wrong = [(e, p) for e, p, _, body in answers if body["detections"] != expected[(e, p)]]
+    assert wrong == []
+    assert server.client.get("/readyz").status_code == 200
+
+
+def test_the_page_works_offline(serve):
+    server = serve("--model", "faces")
+    page = server.client.get("/")
+    assert page.status_code == 200 and "<form" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: every asset is inline
