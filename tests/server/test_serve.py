@@ -111,3 +111,44 @@ def test_the_page_works_offline(serve):
     page = server.client.get("/")
     assert page.status_code == 200 and "<form" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no CDN: every asset is inline
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium installed (apt-get install chromium)")
+def test_the_page_in_a_headless_browser(serve, project_dir, tmp_path):
+    """A person's path: open the page, pick an image, press Detect, see the counts and the boxes."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = serve("--model", "faces", "--model", "people")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                                        "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model option').length == 2")
+        assert page.locator("#model").input_value() == "faces"
+        page.set_input_files("#file", str(project_dir / "photos" / "astronaut.jpg"))
+        page.click("#go")
+        page.wait_for_selector("#result img")
+        page.wait_for_function("document.querySelector('#result img').naturalWidth > 0")
+        assert page.locator("#status").inner_text() == "1 found by faces@v1 (live)"
+        assert page.locator("#result table").inner_text().split() == ["label", "count", "face", "1"]
+        page.set_input_files("#file", str(_text_named_jpg(tmp_path)))
+        page.click("#go")
+        page.wait_for_selector("#status .error")
+        assert page.locator("#status .error").inner_text().startswith("415: not an image")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
+    assert all(url.startswith(server.url) or url.startswith("blob:") for url in requests)  # nothing fetched from elsewhere
+
+
+def _text_named_jpg(folder):
+    path = folder / "notes.jpg"
+    path.write_text("not a photo")
+    return path
