@@ -7,8 +7,9 @@ A request takes the plan once, at its start, so a switch is atomic and a request
 the version it started with. Every version that was ever live while the server ran stays loaded, so a
 rollback is instant.
 
-Shadow work runs on its own thread from a bounded queue: the live answer never waits for it, a full
-queue drops the job (counted), and a shadow version that raises is counted, never seen by a client.
+Shadow work is queued (bounded: a full queue drops the job, counted) and fed by one thread to a child
+process at the lowest CPU priority (:mod:`mldeploy.server.shadow_runner`): the live answer never waits
+for it, and a shadow version that raises, or even crashes, is counted and never seen by a client.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mldeploy.compare import match
 from mldeploy.detections import Detections
 from mldeploy.errors import MldeployError
 from mldeploy.models import load_detector
-from mldeploy.models.base import Detector, ModelSpec
+from mldeploy.models.base import ModelSpec
 from mldeploy.pipeline import run_detector
 from mldeploy.project import Project
 from mldeploy.rollout.canary import bucket
@@ -115,6 +116,9 @@ class Deployments:
             registry.resolve(f"{name}@{version}")
             store.set_route(name, current_default=default.default_version(name), canary=version, weight=weight,
                             reason=f"mldeploy serve --canary {name}={version}:{weight:g}")
+        from mldeploy.server.shadow_runner import ShadowRunner
+
+        self._runner = ShadowRunner()
         self.refresh(force=True)
         for target, name in ((self._watch, "mldeploy-watch"), (self._shadow_worker, "mldeploy-shadow")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -127,6 +131,8 @@ class Deployments:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if getattr(self, "_runner", None) is not None:
+            self._runner.stop()
         self._flush_shadow_counts()
 
     # -- the plans -----------------------------------------------------------------------------------
@@ -151,7 +157,7 @@ class Deployments:
             canary = None if canary == live_spec else canary
             plans[name] = Plan(live_spec, shadow, canary, route.canary_weight if canary else 0.0)
         for plan in plans.values():  # load before switching: no request ever waits for a model to load
-            for spec in (plan.live, plan.shadow, plan.canary):
+            for spec in (plan.live, plan.canary):  # (a shadow loads in the shadow process)
                 if spec is not None:
                     load_detector(spec)
         self.plans = plans  # one reference swap: a request sees the old plans or the new, never a mix
@@ -227,15 +233,19 @@ class Deployments:
     def _run_shadow(self, job: _ShadowJob) -> None:
         labels = (job.model, job.live.version, job.shadow.version)
         try:
-            detector: Detector = load_detector(job.shadow)
-            detections, seconds = run_detector(detector, job.image)
-        except MldeployError as exc:
-            log.warning("shadow %s failed: %s", job.shadow.ref, exc)
+            answer = self._runner.run(job.shadow, job.image)
+        except MldeployError as exc:  # the shadow process crashed or hung; a new one is running
+            answer = None
+            error = str(exc)
+        else:
+            error = answer.error
+        if error is not None:
+            log.warning("shadow %s failed: %s", job.shadow.ref, error)
             self.metrics.shadow_results.labels(*labels, "error").inc()
             self._count(job, requests=1, errors=1)
             return
-        self.metrics.inference.labels(job.model, job.shadow.version, "shadow").observe(seconds)
-        c = match(job.live_detections, detections)
+        self.metrics.inference.labels(job.model, job.shadow.version, "shadow").observe(answer.seconds)
+        c = match(job.live_detections, answer.detections)
         self.metrics.shadow_results.labels(*labels, "agree" if c.agrees else "disagree").inc()
         self._count(job, requests=1, compared=1, disagreeing=int(not c.agrees), old_boxes=len(c.old), new_boxes=len(c.new),
                     matched=len(c.matched), missing=len(c.missing), extra=len(c.extra), relabelled=len(c.relabelled),

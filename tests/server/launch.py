@@ -6,7 +6,8 @@ from tests.rollout import flaky
 
 flaky.install()
 
-from mldeploy.cli import main  # noqa: E402
+if __name__ == "__main__":  # not when the shadow process (spawned) imports this module
+    from mldeploy.cli import main
 
-sys.argv = ["mldeploy", *sys.argv[1:]]
-main()
+    sys.argv = ["mldeploy", *sys.argv[1:]]
+    main()

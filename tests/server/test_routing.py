@@ -102,7 +102,6 @@ def test_promote_and_rollback_while_requests_flow(serve, project_dir):
         time.sleep(0.5)
         mldeploy(project_dir, "promote", "faces", "blind")
         assert until(lambda: seen and seen[-1][1] == "faces@blind", timeout=2)
-        switched = time.monotonic()
         time.sleep(0.5)
         mldeploy(project_dir, "rollback", "faces")
         assert until(lambda: seen[-1][1] == "faces@v1", timeout=2)

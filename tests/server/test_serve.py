@@ -1,6 +1,5 @@
 """The HTTP service, as a real uvicorn process: uploads, statuses, and answers under load."""
 
-import json
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
