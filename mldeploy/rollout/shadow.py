@@ -240,12 +240,13 @@ def run_shadow(
     iou_threshold: float = 0.5,
     labels: Sequence[str] | None = None,
     workers: int = 1,
+    warm_up: bool = True,
     on_record=None,
 ) -> ShadowRun:
     """:func:`replay` to the end and summarise; ``on_record(record)`` is called as each image finishes."""
     metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold)
     started = time.perf_counter()
-    for record in replay(inputs, old, new, iou_threshold=iou_threshold, labels=labels, workers=workers):
+    for record in replay(inputs, old, new, iou_threshold=iou_threshold, labels=labels, workers=workers, warm_up=warm_up):
         metric.update(record)
         if on_record is not None:
             on_record(record)

@@ -8,19 +8,22 @@ the version it started with. Every version that was ever live while the server r
 rollback is instant.
 
 Shadow work is queued (bounded: a full queue drops the job, counted) and fed by one thread to a child
-process at the lowest CPU priority (:mod:`mldeploy.server.shadow_runner`): the live answer never waits
-for it, and a shadow version that raises, or even crashes, is counted and never seen by a client.
+process (:mod:`mldeploy.server.shadow_runner`) that runs only while no prediction request is open:
+the live answer never waits for it, and a shadow version that raises, or even crashes, is counted and
+never seen by a client. Under sustained load the shadow sees a sample of the traffic, and the drops
+say how much it missed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -96,6 +99,9 @@ class Deployments:
         self._canary: dict[tuple[str, str], _CanaryWatch] = {}
         self._canary_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._in_flight = 0  # prediction requests being answered now
+        self._runner = None  # the shadow process, from start()
         self.ready = False
 
     # -- start-up and shutdown ---------------------------------------------------------------------
@@ -131,7 +137,7 @@ class Deployments:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        if getattr(self, "_runner", None) is not None:
+        if self._runner is not None:
             self._runner.stop()
         self._flush_shadow_counts()
 
@@ -208,6 +214,24 @@ class Deployments:
             self._queue_shadow(_ShadowJob(name, spec, plan.shadow, image, detections))
         return spec, route, detections, seconds
 
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around each prediction request, upload to answer: while any is open, shadow work waits and
+        the shadow process is paused, so shadowing never takes CPU from a live answer."""
+        with self._idle:
+            self._in_flight += 1
+            if self._in_flight == 1 and self._runner is not None:
+                self._runner.pause()
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    if self._runner is not None:
+                        self._runner.resume()
+                    self._idle.notify_all()
+
     def _queue_shadow(self, job: _ShadowJob) -> None:
         try:
             self._shadow_queue.put_nowait(job)
@@ -223,6 +247,9 @@ class Deployments:
             except queue.Empty:
                 continue
             self.metrics.shadow_queue.set(self._shadow_queue.qsize())
+            with self._idle:  # start shadow work only between live requests; under load the queue fills and drops
+                while self._in_flight and not self._stop.is_set():
+                    self._idle.wait(0.5)
             try:
                 self._run_shadow(job)
             except Exception:  # never let the shadow thread die

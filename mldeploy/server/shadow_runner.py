@@ -1,11 +1,13 @@
-"""Shadow inference in a child process at the lowest CPU priority.
+"""Shadow inference in a child process that only runs while the live side is idle.
 
 A shadow version competes with the live one for the same cores. In the server's own process nothing
-can stop that (OpenCV and TensorFlow run each call on their own shared thread pools), and it was
-measured: a shadow of the same network added about 50% to the live p50 on two cores. In a child
-process at ``nice 19`` the kernel gives the live process the CPU whenever it wants it; the shadow
-uses what is left, and when it falls behind, the bounded queue in front of it drops jobs (counted).
-It also keeps a shadow that crashes (a segfault in a native library) away from the live answers.
+can stop that (OpenCV and TensorFlow run each call on their own shared thread pools): measured, a
+shadow of the same network added about 50% to the live p50 on two cores. A child process at
+``nice 19`` still added 39% (the two vCPUs share one physical core, so whatever the child runs slows
+the live thread beside it). So the child is also *paused* (SIGSTOP) while any live forward pass runs
+and resumed (SIGCONT) when none does: the shadow gets exactly the idle time, and when that is not
+enough, the bounded queue in front of it drops jobs (counted). A separate process also keeps a shadow
+that crashes (a segfault in a native library) away from the live answers.
 
 The child is started with ``spawn`` (forking a process that already runs threads is unsafe); each job
 carries the version's spec and its backend's import path, so the child loads exactly what the parent
@@ -18,7 +20,8 @@ import logging
 import multiprocessing
 import os
 import queue
-import time
+import signal
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +31,8 @@ from mldeploy.errors import InferenceError, MldeployError
 from mldeploy.models.base import ModelSpec
 
 log = logging.getLogger("mldeploy.server")
+
+_STOP, _CONT = getattr(signal, "SIGSTOP", None), getattr(signal, "SIGCONT", None)  # POSIX only; elsewhere no pausing
 
 
 @dataclass
@@ -64,6 +69,9 @@ class ShadowRunner:
         self.timeout = timeout
         self._context = multiprocessing.get_context("spawn")
         self._process = None
+        self._busy = False  # a job is in the child
+        self._paused = False
+        self._signal_lock = threading.Lock()
         self.start()
 
     def start(self) -> None:
@@ -78,29 +86,57 @@ class ShadowRunner:
         if not self._process.is_alive():
             self.start()
         self._jobs.put((spec, BACKENDS[spec.backend], image))
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                payload, seconds, error = self._answers.get(timeout=0.25)
-                break
-            except queue.Empty:
-                if not self._process.is_alive():
-                    code = self._process.exitcode
-                    self.start()
-                    raise InferenceError(f"shadow {spec.ref} crashed its process (exit {code}); a new one was started") from None
-                if time.monotonic() > deadline:
-                    self._process.kill()
-                    self._process.join()
-                    self.start()
-                    raise InferenceError(f"shadow {spec.ref} gave no answer in {self.timeout:g} s") from None
+        self._busy = True
+        running = 0.0  # seconds the child was allowed to run: time paused does not count
+        try:
+            while True:
+                try:
+                    payload, seconds, error = self._answers.get(timeout=0.25)
+                    break
+                except queue.Empty:
+                    if not self._process.is_alive():
+                        code = self._process.exitcode
+                        self.start()
+                        raise InferenceError(f"shadow {spec.ref} crashed its process (exit {code}); a new one was started") from None
+                    running += 0 if self._paused else 0.25
+                    if running > self.timeout:
+                        self._process.kill()
+                        self._process.join()
+                        self.start()
+                        raise InferenceError(f"shadow {spec.ref} gave no answer in {self.timeout:g} s") from None
+        finally:
+            self._busy = False
         if error is not None:
             return ShadowAnswer(None, seconds, error)
         return ShadowAnswer(Detections(*payload), seconds, None)
 
+    def pause(self) -> None:
+        """Freeze the child while a live forward pass runs (only when it has work: one syscall)."""
+        with self._signal_lock:
+            if self._busy and not self._paused and _STOP is not None:
+                self._paused = self._signal(_STOP)
+
+    def resume(self) -> None:
+        with self._signal_lock:
+            if self._paused:
+                self._signal(_CONT)
+                self._paused = False
+
+    def _signal(self, sig) -> bool:
+        try:
+            os.kill(self._process.pid, sig)
+            return True
+        except (ProcessLookupError, AttributeError):
+            return False
+
     def stop(self) -> None:
+        self.resume()
         if self._process is not None and self._process.is_alive():
             self._jobs.put(None)
             self._process.join(5)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()
+        for q in (self._jobs, self._answers):
+            q.close()
+            q.join_thread()

@@ -24,8 +24,11 @@ def mldeploy(project_dir, *args):
 def until(condition, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return True
+        try:
+            if condition():
+                return True
+        except (IndexError, KeyError):  # nothing recorded yet
+            pass
         time.sleep(0.05)
     return False
 

@@ -29,18 +29,23 @@ def wants_json(request: Request, fmt: str | None) -> bool:
 
 async def answer(request: Request, name: str, file: UploadFile, as_json: bool, count_only: bool = False) -> Response:
     """Validate the upload, let the deployments pick and run a version (on a worker thread), respond."""
-    from mldeploy.server.uploads import read_image_upload
-
     deployments = request.app.state.deployments
-    metrics = request.app.state.metrics
     if name not in deployments.plans:
         raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
+    with deployments.serving():
+        return await _answer(request, deployments, name, file, as_json or count_only)
+
+
+async def _answer(request: Request, deployments, name: str, file: UploadFile, as_json: bool) -> Response:
+    from mldeploy.server.uploads import read_image_upload
+
+    metrics = request.app.state.metrics
     started = time.perf_counter()
     image = await read_image_upload(file)
     spec, route, detections, seconds = await run_in_threadpool(deployments.detect, name, image, client_id(request))
     headers = {"X-Model": name, "X-Model-Version": spec.ref, "X-Route": route, "X-Detections": str(len(detections)),
                "X-Inference-Ms": f"{seconds * 1000:.1f}"}
-    if as_json or count_only:
+    if as_json:
         body = {"model": name, "version": spec.ref, "route": route, "count": len(detections), "counts": detections.counts(),
                 "width": detections.image_size[0], "height": detections.image_size[1], "detections": detections_to_list(detections)}
         response: Response = JSONResponse(body, headers=headers)
