@@ -161,7 +161,7 @@ def main() -> int:
 
         def ours(shadow: bool):
             def command(port):
-                state = work / f"state-{port}"
+                state = tempfile.mkdtemp(prefix="state-", dir=work)  # fresh: no routing left by an earlier server
                 extra = ["--shadow", "faces=v1-copy"] if shadow else []
                 return [PY, "-m", "mldeploy", "serve", "--model", "faces", "--port", str(port), "--log-level", "warning", "--state-dir", str(state), *extra]
             return command
