@@ -107,3 +107,17 @@ def test_a_live_version_removed_from_the_project_file_fails_loudly(cli, project_
     assert cli("detect", "photos/camera.jpg", "-m", "faces@v1").exit_code == 0  # naming a version still works
     assert cli("promote", "faces", "v1").exit_code == 0
     assert cli("detect", "photos/camera.jpg").exit_code == 0
+
+
+def test_route_command(cli, project_dir):
+    assert cli("route").stderr.startswith("no shadow or canary is set")
+    for args, message in ((("route", "faces"), "nothing to change"), (("route", "faces", "--canary", "v2"), "needs --weight"),
+                          (("route", "faces", "--shadow", "v1"), "is the live version"), (("route", "faces", "--shadow", "v9"), "no version 'v9'"),
+                          (("route", "faces", "--shadow", "v2", "--no-shadow"), "not both")):
+        result = cli(*args)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output)
+    assert cli("route", "faces", "--shadow", "v2").exit_code == 0
+    assert cli("route", "faces", "--canary", "blind", "--weight", "10").exit_code == 0
+    assert "faces: live v1, shadow v2, canary blind at 10%" in cli("route").stdout
+    assert cli("route", "faces", "--no-shadow", "--no-canary").exit_code == 0
+    assert cli("route").stderr.startswith("no shadow or canary is set")

@@ -127,3 +127,48 @@ def test_concurrent_processes_lose_no_row_and_keep_the_chain(tmp_path):
     for before, after in zip(rows, rows[1:]):
         assert after.from_version == before.to_version  # nobody read a stale live version
     assert StateStore(tmp_path / "state").live("faces") == rows[-1].to_version
+
+
+def test_routes_and_their_history(tmp_path):
+    from mldeploy.rollout.state import KEEP, Route
+
+    store = StateStore(tmp_path / "state")
+    assert store.routes() == {} and store.snapshot() == ({}, {})
+    assert store.set_route("faces", current_default="v1", shadow="v2") == Route("v2", None, 0.0)
+    assert store.set_route("faces", current_default="v1", canary="v3", weight=10) == Route("v2", "v3", 10.0)
+    assert store.set_route("faces", current_default="v1", weight=50) == Route("v2", "v3", 50.0)  # shadow and canary kept
+    assert store.set_route("faces", current_default="v1", shadow=None, canary=KEEP) == Route(None, "v3", 50.0)
+    assert store.set_route("faces", current_default="v1", canary=None) == Route(None, None, 0.0)
+    assert store.routes() == {}  # nothing set: not listed
+    rows = store.history("faces")
+    assert [r.action for r in rows] == ["route"] * 5 and all(r.from_version == r.to_version == "v1" for r in rows)
+    assert rows[1].reason == "shadow v2, canary v3 at 10%"
+    with pytest.raises(NothingToRollBackError):  # route changes are not live-version changes
+        store.rollback("faces", current_default="v1")
+
+
+def test_shadow_counters_add_up(tmp_path):
+    store = StateStore(tmp_path / "state")
+    store.add_shadow_stats("faces", "v1", "v2", {"requests": 3, "compared": 2, "matched": 4, "iou_sum": 3.5})
+    store.add_shadow_stats("faces", "v1", "v2", {"requests": 1, "dropped": 5})
+    (row,) = store.shadow_stats("faces")
+    assert (row["requests"], row["compared"], row["matched"], row["iou_sum"], row["dropped"]) == (4, 2, 4, 3.5, 5)
+    with pytest.raises(ValueError, match="unknown shadow counters"):
+        store.add_shadow_stats("faces", "v1", "v2", {"bogus": 1})
+
+
+def test_a_schema_1_file_is_migrated_in_place(tmp_path):
+    from mldeploy.rollout import state as state_module
+
+    store = StateStore(tmp_path)
+    db = sqlite3.connect(store.path)
+    db.executescript(state_module._SCHEMA_V1)
+    db.execute("INSERT INTO history (model, from_version, to_version, action, at) VALUES ('faces', 'v1', 'v2', 'promote', 'then')")
+    db.execute("INSERT INTO live VALUES ('faces', 'v2', 'then', 1)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    assert store.snapshot() == ({"faces": "v2"}, {})  # readable before any migration
+    store.set_route("faces", current_default="v1", shadow="v3")
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION
+    assert store.live("faces") == "v2" and len(store.history()) == 2 and store.routes()["faces"].shadow_version == "v3"
