@@ -42,8 +42,17 @@ _BACKEND_FILES = {
     "darknet": ("cfg", "weights", "names"),
     "ssd-caffe": ("prototxt", "caffemodel"),
     "haar": ("cascade",),
+    "onnx": ("model", "names"),
+    "tensorflow": ("saved_model", "label_map"),
+    "tflite": ("model", "label_map"),
 }
-_VERSION_KEYS = {"from", "backend", "conf", "description", "options", "classes"} | {r for roles in _BACKEND_FILES.values() for r in roles}
+_LABEL_FILES = ("names", "label_map")  # optional: ``classes = [...]`` can say the same
+#: Settings a version may give at its top level; they become the backend's options.
+_OPTION_KEYS = {
+    "input_size": (int, list), "nms": (float, int), "keep": (list,), "layout": (str,), "class_offset": (int,), "signature": (str,),
+}
+_VERSION_KEYS = ({"from", "backend", "conf", "description", "options", "classes"} | set(_OPTION_KEYS)
+                 | {r for roles in _BACKEND_FILES.values() for r in roles})
 
 
 @dataclass
@@ -90,6 +99,27 @@ class Project:
             # then fails loudly instead of quietly serving another version.
             registry.default_versions.update(self.store().live_versions())
         return registry
+
+    def load(self, spec: ModelSpec):
+        """The loaded Detector for ``spec`` (once per process), after checking its pinned SHA-256s.
+
+        Raises:
+            ModelUnavailableError: files missing, unreadable, or changed since they were pinned.
+        """
+        from mldeploy.models import load_detector
+        from mldeploy.models.pins import verify
+
+        verify(spec, self.store().pins(spec.ref))
+        return load_detector(spec)
+
+    def pin(self, spec: ModelSpec) -> dict[str, tuple[str, str, int]]:
+        """Record the SHA-256 of every file of ``spec`` (all must exist)."""
+        from mldeploy.models.pins import digests
+
+        entries = digests(spec)
+        if entries:
+            self.store().set_pins(spec.ref, entries)
+        return entries
 
     def gate_defaults(self) -> dict[str, float]:
         gates = self.config.get("gates", {})
@@ -154,9 +184,17 @@ def _spec_from_table(name: str, version: str, table: dict[str, Any], base_dir: P
     conf = table.get("conf")
     if conf is not None and (not isinstance(conf, (int, float)) or isinstance(conf, bool) or not 0 <= conf <= 1):
         raise ConfigError(f"conf must be a number from 0 to 1, not {conf!r}")
-    options = table.get("options", {})
-    if not isinstance(options, dict):
+    options = dict(table.get("options", {})) if isinstance(table.get("options", {}), dict) else None
+    if options is None:
         raise ConfigError("options must be a table, e.g. options = { input_size = 600 }")
+    for key, types in _OPTION_KEYS.items():
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ConfigError(f"{key} = {value!r}: expected {' or '.join(t.__name__ for t in types)}")
+            options[key] = value
+    if "nms" in options and not 0 < float(options["nms"]) <= 1:
+        raise ConfigError(f"nms = {options['nms']!r}: an IoU from 0 to 1, e.g. 0.45")
     description = str(table.get("description", ""))
 
     if "from" in table:
@@ -164,7 +202,7 @@ def _spec_from_table(name: str, version: str, table: dict[str, Any], base_dir: P
         if parse_ref(str(table["from"]))[1] is None:
             raise ConfigError(f"from = {table['from']!r} must name a version, e.g. {base.ref}")
         files = {role: base_dir / table[role] for role in _BACKEND_FILES.get(base.backend, ()) if role in table}
-        extra = set(table) & (_VERSION_KEYS - {"from", "conf", "description", "options"}) - set(files)
+        extra = set(table) & (_VERSION_KEYS - {"from", "conf", "description", "options"} - set(_OPTION_KEYS)) - set(files)
         if extra:
             raise ConfigError(f"{sorted(extra)[0]!r} cannot be changed in a version made from {base.ref}")
         return replace(
@@ -184,7 +222,7 @@ def _spec_from_table(name: str, version: str, table: dict[str, Any], base_dir: P
     assert backend in BACKENDS
     roles = _BACKEND_FILES[backend]
     files = {role: (base_dir / table[role]).resolve() for role in roles if role in table}
-    needed = [r for r in roles if r != "names" and r not in files]
+    needed = [r for r in roles if r not in _LABEL_FILES and r not in files]
     if needed:
         raise ConfigError(f"backend {backend!r} needs {', '.join(needed)} (a path relative to mldeploy.toml)")
     classes = _classes(table, files)
@@ -201,9 +239,15 @@ def _classes(table: dict[str, Any], files: dict[str, Path]) -> tuple[str, ...]:
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
             raise ConfigError("classes must be a non-empty list of labels")
         return tuple(classes)
-    if "names" in files:
-        try:
+    try:
+        if "names" in files:
             return tuple(line.strip() for line in files["names"].read_text(encoding="utf-8").splitlines() if line.strip())
-        except OSError:
-            return ()  # reported as a missing file when the model is used or listed
-    raise ConfigError("say which labels it emits: names = \"file.names\" or classes = [\"...\"]")
+        if "label_map" in files:
+            from mldeploy.models.tf_detection import label_list, read_label_map  # no TensorFlow import at module level
+
+            return label_list(read_label_map(files["label_map"]))
+    except OSError:
+        return ()  # reported as a missing file when the model is used or listed
+    except MldeployError as exc:
+        raise ConfigError(str(exc)) from None
+    raise ConfigError("say which labels it emits: names = \"file.names\", label_map = \"labels.pbtxt\" or classes = [\"...\"]")

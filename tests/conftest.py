@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,66 @@ def flaky(monkeypatch):
     for obj, name, value in planted.patches():
         monkeypatch.setattr(obj, name, value)
     return planted.REF
+
+
+BYO_TOML = """
+[models.red.v5]                  # a YOLOv5-layout ONNX export
+backend = "onnx"
+model = "nets/red-v5.onnx"
+classes = ["red", "blue"]
+input_size = 32
+nms = 0.3
+
+[models.red.v8]                  # the same detector, exported in the YOLOv8 layout
+backend = "onnx"
+model = "nets/red-v8.onnx"
+names = "nets/red.names"
+input_size = 32
+nms = 0.3
+
+[models.red.darknet]             # and as Darknet files
+backend = "darknet"
+cfg = "nets/red.cfg"
+weights = "nets/red.weights"
+names = "nets/red.names"
+
+[models.red.saved]               # a TensorFlow SavedModel (Object Detection API outputs)
+backend = "tensorflow"
+saved_model = "nets/red-saved"
+label_map = "nets/red.pbtxt"
+
+[models.red.lite]                # the same as TFLite
+backend = "tflite"
+model = "nets/red.tflite"
+label_map = "nets/red.pbtxt"
+class_offset = 1
+
+[models.red.only-blue]           # a class filter on a version
+from = "red@v5"
+keep = ["blue"]
+"""
+
+
+@pytest.fixture(scope="session")
+def byo_nets(tmp_path_factory):
+    """The tiny models, built once per test session (TensorFlow takes a few seconds)."""
+    from tests.models.tiny_darknet import write_tiny_yolo
+    from tests.models.tiny_models import write_label_map, write_onnx_yolo, write_saved_model, write_tflite
+
+    nets = tmp_path_factory.mktemp("byo") / "nets"
+    write_onnx_yolo(nets / "red-v5.onnx", "yolov5", classes=2)
+    write_onnx_yolo(nets / "red-v8.onnx", "yolov8", classes=2)
+    write_tiny_yolo(nets, "red", 2, ["red", "blue"])
+    write_saved_model(nets / "red-saved")
+    write_tflite(nets / "red.tflite")
+    write_label_map(nets / "red.pbtxt", ["red"])
+    return nets
+
+
+@pytest.fixture
+def byo_project(project_dir, byo_nets):
+    """The project folder (tests/conftest.py) plus the tiny models and their mldeploy.toml entries."""
+    shutil.copytree(byo_nets, project_dir / "nets", dirs_exist_ok=True)
+    with open(project_dir / "mldeploy.toml", "a") as fh:
+        fh.write(BYO_TOML)
+    return project_dir

@@ -52,7 +52,7 @@ def test_live_versions_come_from_the_state(tmp_path):
         ('[models.faces.v3]\nfrom = "faces@v2"\nconf = 2\n', "conf must be a number from 0 to 1"),
         ('[models.faces.v3]\nfrom = "faces@v2"\ncfg = "x.cfg"\n', "'cfg' cannot be changed"),
         ('[models.signs.v1]\nbackend = "darknet"\nweights = "w"\nnames = "n"\n', "needs cfg"),
-        ('[models.signs.v1]\nbackend = "onnx"\n', "cannot be declared here"),
+        ('[models.signs.v1]\nbackend = "pytorch"\n', "cannot be declared here"),
         ('[models.signs.v1]\nbackend = "haar"\ncascade = "c.xml"\n', "say which labels"),
         ('[models]\nfaces = 3\n', "one table per version"),
         ("[gates]\nmax_latency = 2\n", None),  # checked when the gates are resolved, below

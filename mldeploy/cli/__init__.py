@@ -48,7 +48,7 @@ def main_callback(
 
 
 app.command("detect", no_args_is_help=True)(_detect.detect)
-app.command("models")(_models.models)
+app.add_typer(_models.app, name="models")
 app.command("shadow", no_args_is_help=True, rich_help_panel="Rollout")(_shadow.shadow)
 app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.canary)
 app.command("promote", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.promote)

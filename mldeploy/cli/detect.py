@@ -41,15 +41,15 @@ def detect(
     4 model cannot be loaded (e.g. weight files missing).
     """
     with error_boundary():
-        from mldeploy.models import load_detector
         from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, RunSummary, collect_inputs, detect_images
 
-        spec = project(state_dir, config).registry().resolve(model)
+        proj = project(state_dir, config)
+        spec = proj.registry().resolve(model)
         labels = _parse_classes(classes, spec)
         if save is not None and save.exists() and not save.is_dir():
             raise UsageError(f"--save {save} is a file, not a folder")
         images, unmatched = collect_inputs(paths, exclude=save)
-        detector = load_detector(spec) if images else None
+        detector = proj.load(spec) if images else None
 
         summary = RunSummary(spec.ref)
         started = time.perf_counter()

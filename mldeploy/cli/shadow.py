@@ -39,15 +39,11 @@ class Rehearsal:
 
     @property
     def old(self):
-        from mldeploy.models import load_detector
-
-        return load_detector(self.old_spec)  # loaded once per process, on first use
+        return self.project.load(self.old_spec)  # pins checked; loaded once per process, on first use
 
     @property
     def new(self):
-        from mldeploy.models import load_detector
-
-        return load_detector(self.new_spec)
+        return self.project.load(self.new_spec)
 
 
 def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outputs=(), html=None) -> Rehearsal:

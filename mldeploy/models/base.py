@@ -44,7 +44,7 @@ class ModelSpec:
         return f"{self.name}@{self.version}"
 
     def missing_files(self) -> list[Path]:
-        return [p for p in self.files.values() if not Path(p).is_file()]
+        return [p for p in self.files.values() if not Path(p).exists()]  # a SavedModel is a folder
 
     @property
     def cache_key(self) -> tuple:
@@ -81,7 +81,11 @@ class Detector(ABC):
             started = time.perf_counter()
             detections = self._predict(image, threshold)
             seconds = time.perf_counter() - started
-        return detections.filter(min_confidence=threshold), seconds
+        detections = detections.filter(min_confidence=threshold)
+        keep = self.spec.options.get("keep")
+        if keep:  # a version's class filter (mldeploy.toml: keep = ["person", "car"])
+            detections = detections.filter(labels=keep)
+        return detections, seconds
 
     @abstractmethod
     def _predict(self, image: "np.ndarray", conf: float) -> "Detections":

@@ -22,6 +22,9 @@ BACKENDS: dict[str, str] = {
     "haar": "mldeploy.models.haar:HaarDetector",
     "hog": "mldeploy.models.hog:HOGPeopleDetector",
     "darknet": "mldeploy.models.darknet:DarknetDetector",
+    "onnx": "mldeploy.models.onnx_yolo:OnnxYoloDetector",
+    "tensorflow": "mldeploy.models.tf_detection:SavedModelDetector",
+    "tflite": "mldeploy.models.tf_detection:TFLiteDetector",
 }
 
 DEFAULT_MODEL = "faces"

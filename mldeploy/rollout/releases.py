@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mldeploy.errors import ModelUnavailableError, UsageError
 from mldeploy.models.base import ModelSpec
+from mldeploy.models.pins import verify
 from mldeploy.models.registry import Registry, missing_files_message
 from mldeploy.project import Project
 from mldeploy.rollout.state import KEEP, Change
@@ -29,6 +30,12 @@ def promote(project: Project, spec: ModelSpec, *, reason: str = "", command: str
     missing = spec.missing_files()
     if missing and not force:
         raise ModelUnavailableError(missing_files_message(spec, missing) + "; not promoted (--force promotes anyway)")
+    if not missing:  # what goes live is pinned: a file changed later is refused when it loads
+        pinned = project.store().pins(spec.ref)
+        if pinned:
+            verify(spec, pinned)
+        else:
+            project.pin(spec)
     return project.store().switch(spec.name, spec.version, current_default=_builtin_default(project, spec.name), action=action, reason=reason, command=command)
 
 

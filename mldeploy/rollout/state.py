@@ -20,7 +20,7 @@ from typing import Iterator
 from mldeploy.errors import NothingToRollBackError, StateError
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS live (
@@ -79,7 +79,20 @@ CREATE TABLE IF NOT EXISTS shadow_stats (
 );
 """
 
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # schema version -> statements that bring the one before to it
+# Version 3: the SHA-256 of each file of a version, recorded when it is validated or promoted.
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS pins (
+    ref TEXT NOT NULL,
+    role TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pinned_at TEXT NOT NULL,
+    PRIMARY KEY (ref, role)
+);
+"""
+
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # schema version -> statements that bring the one before to it
 
 ACTIONS = ("promote", "rollback", "canary-promote", "canary-rollback", "route")
 
@@ -269,6 +282,25 @@ class StateStore:
             cursor = db.execute("SELECT * FROM shadow_stats WHERE model = ? ORDER BY updated_at DESC", (model,))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- pinned file digests ----------------------------------------------------------------------
+    def pins(self, ref: str) -> dict[str, tuple[str, str, int, str]]:
+        """``role -> (path, sha256, size, pinned_at)`` recorded for a version."""
+        if not self.path.exists():
+            return {}
+        with self._connect(write=False) as db:
+            if db is None or not _has_table(db, "pins"):
+                return {}
+            rows = db.execute("SELECT role, path, sha256, size, pinned_at FROM pins WHERE ref = ?", (ref,)).fetchall()
+        return {role: (path, digest, size, at) for role, path, digest, size, at in rows}
+
+    def set_pins(self, ref: str, entries: dict[str, tuple[str, str, int]]) -> None:
+        """Record ``role -> (path, sha256, size)`` for a version, replacing what was pinned."""
+        now = _now()
+        with self._transaction() as db:
+            db.execute("DELETE FROM pins WHERE ref = ?", (ref,))
+            db.executemany("INSERT INTO pins (ref, role, path, sha256, size, pinned_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(ref, role, path, digest, size, now) for role, (path, digest, size) in entries.items()])
 
     # -- internals -------------------------------------------------------------------------------
     @staticmethod

@@ -31,6 +31,7 @@ from mldeploy.compare import match
 from mldeploy.detections import Detections
 from mldeploy.errors import MldeployError
 from mldeploy.models import load_detector
+from mldeploy.models.pins import verify
 from mldeploy.models.base import ModelSpec
 from mldeploy.pipeline import run_detector
 from mldeploy.project import Project
@@ -162,10 +163,13 @@ class Deployments:
             shadow = None if shadow == live_spec else shadow  # promoted since: nothing left to compare
             canary = None if canary == live_spec else canary
             plans[name] = Plan(live_spec, shadow, canary, route.canary_weight if canary else 0.0)
+        store = self.project.store()
         for plan in plans.values():  # load before switching: no request ever waits for a model to load
-            for spec in (plan.live, plan.canary):  # (a shadow loads in the shadow process)
+            for spec in (plan.live, plan.canary):
                 if spec is not None:
-                    load_detector(spec)
+                    self.project.load(spec)  # pinned SHA-256s checked first
+            if plan.shadow is not None:  # loads in the shadow process; its pins are checked here
+                verify(plan.shadow, store.pins(plan.shadow.ref))
         self.plans = plans  # one reference swap: a request sees the old plans or the new, never a mix
         self._snapshot = snapshot
         self.metrics.live.clear()

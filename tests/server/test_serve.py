@@ -151,3 +151,19 @@ def _text_named_jpg(folder):
     path = folder / "notes.jpg"
     path.write_text("not a photo")
     return path
+
+
+def test_your_own_models_served_and_shadowed(serve, byo_project):
+    """An ONNX export answers; its Darknet twin shadows it and agrees on every box."""
+    import time
+
+    server = serve("--model", "red", "--shadow", "red=darknet")
+    for name in ("square0.png", "square3.png", "square6.png"):
+        answer = server.post("/count-red/", byo_project / "shapes" / name)
+        assert answer.status_code == 200 and answer.json()["version"] == "red@v5" and answer.json()["count"] > 0
+    deadline = time.monotonic() + 20
+    pairs = []
+    while time.monotonic() < deadline and not (pairs and pairs[0]["compared"] == 3):
+        pairs = server.client.get("/models/red/shadow").json()["pairs"]
+        time.sleep(0.1)
+    assert pairs[0]["compared"] == 3 and pairs[0]["disagreeing"] == 0 and pairs[0]["mean_iou"] > 0.99
