@@ -98,6 +98,27 @@ class SavedModelDetector(_TFDetector):
         return self._to_detections(out["detection_boxes"].numpy(), out["detection_scores"].numpy(), out["detection_classes"].numpy(), width, height, conf)
 
 
+def _interpreter_class():
+    """LiteRT's interpreter when its package is installed; else TensorFlow's ``tf.lite.Interpreter``,
+    which still works in the TensorFlow installed here but warns that LiteRT replaces it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+
+        class Quiet(tf.lite.Interpreter):
+            def __init__(self, *args, **kwargs):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+                    super().__init__(*args, **kwargs)
+
+        return Quiet
+
+
 class TFLiteDetector(_TFDetector):
     """A TFLite SSD: fixed-size input, outputs boxes, classes, scores and count (by signature names
     when the model has them, else in ``TFLite_Detection_PostProcess`` order)."""
@@ -106,9 +127,7 @@ class TFLiteDetector(_TFDetector):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        import tensorflow as tf
-
-        self._interpreter = tf.lite.Interpreter(model_path=str(spec.files["model"]), num_threads=int(spec.options.get("threads", 2)))
+        self._interpreter = _interpreter_class()(model_path=str(spec.files["model"]), num_threads=int(spec.options.get("threads", 2)))
         self._interpreter.allocate_tensors()
         inp = self._interpreter.get_input_details()
         if len(inp) != 1 or len(inp[0]["shape"]) != 4:
