@@ -20,7 +20,6 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -303,12 +302,10 @@ class Deployments:
                     for name, value in counts.items():
                         totals[name] = totals.get(name, 0) + value
 
-    def wait_for_shadow(self, timeout: float = 10.0) -> None:
-        """Until the shadow queue is empty and its counters are recorded (for tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._shadow_queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def shadow_stats(self, name: str) -> list[dict]:
+        """The shadow counters recorded for a model, including those not yet written."""
         self._flush_shadow_counts()
+        return self.project.store().shadow_stats(name)
 
     # -- canary guard ----------------------------------------------------------------------------
     def _watch_canary(self, plan: Plan, errored: bool, seconds: float | None) -> None:

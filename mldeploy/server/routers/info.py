@@ -33,7 +33,7 @@ async def shadow_summary(name: str, request: Request):
     deployments = request.app.state.deployments
     if name not in deployments.plans:
         raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
-    rows = await run_in_threadpool(lambda: (deployments.wait_for_shadow(0.0), deployments.project.store().shadow_stats(name))[1])
+    rows = await run_in_threadpool(deployments.shadow_stats, name)
     pairs = []
     for row in rows:
         compared, matched = row["compared"], row["matched"]
