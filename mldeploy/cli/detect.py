@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console, progress_bar
-from mldeploy.cli.options import ConfigOption, StateDirOption, project
+from mldeploy.cli.options import ConfigOption, StateDirOption, parse_classes, project
 from mldeploy.errors import UsageError
 
 
@@ -45,7 +45,7 @@ def detect(
 
         proj = project(state_dir, config)
         spec = proj.registry().resolve(model)
-        labels = _parse_classes(classes, spec)
+        labels = parse_classes(classes, spec)
         if save is not None and save.exists() and not save.is_dir():
             raise UsageError(f"--save {save} is a file, not a folder")
         images, unmatched = collect_inputs(paths, exclude=save)
@@ -71,18 +71,6 @@ def detect(
                 error_line(f"{escape(result.source)}: {escape(str(result.error))}")
         if summary.failed:
             raise typer.Exit(code=1)
-
-
-def _parse_classes(text: str | None, spec) -> list[str] | None:
-    if not text:
-        return None
-    wanted = [c.strip() for c in text.split(",") if c.strip()]
-    known = spec.classes
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
-        raise UsageError(f"{spec.ref} has no class {', '.join(map(repr, unknown))}; its classes: {listed}")
-    return wanted
 
 
 def _emit(results, summary, output: OutputFormat) -> None:

@@ -40,6 +40,24 @@ ParallelOption = Annotated[bool, typer.Option(
     "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]
 
 
+def parse_classes(text: str | None, *specs) -> list[str] | None:
+    """``--classes person,car`` as a list, each label checked against the given versions' classes."""
+    from mldeploy.errors import UsageError
+
+    if not text:
+        return None
+    wanted = [c.strip() for c in text.split(",") if c.strip()]
+    known = list(dict.fromkeys(c for spec in specs for c in spec.classes))
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
+        names, refs = ", ".join(map(repr, unknown)), list(dict.fromkeys(s.ref for s in specs))
+        if len(refs) == 1:
+            raise UsageError(f"{refs[0]} has no class {names}; its classes: {listed}")
+        raise UsageError(f"neither {' nor '.join(refs)} has class {names}; their classes: {listed}")
+    return wanted
+
+
 def project(state_dir: Path | None, config: Path | None):
     from mldeploy.project import Project
 

@@ -14,7 +14,7 @@ import typer
 from mldeploy.cli.console import err_console, error_boundary, error_line, escape, out_console, progress_bar
 from mldeploy.cli.options import (
     ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
-    project, with_gate_options,
+    parse_classes, project, with_gate_options,
 )
 
 EXIT_GATE_FAILED = 3
@@ -61,7 +61,7 @@ def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outp
     registry = proj.registry()
     old_spec = resolve_version(registry, old or model, model)
     new_spec = resolve_version(registry, new, model)
-    labels = _labels(classes, old_spec, new_spec)
+    labels = parse_classes(classes, old_spec, new_spec)
     bounds = resolve_bounds(gate_flags, proj.gate_defaults())
     images, unmatched = collect_inputs(paths, exclude=html)
     outputs = [Path(p) for p in outputs if p is not None]
@@ -72,19 +72,6 @@ def prepare(paths, old, new, model, classes, gate_flags, state_dir, config, outp
         if target.resolve() in inputs:
             raise UsageError(f"refusing to write a report over input image {target}")
     return Rehearsal(proj, old_spec, new_spec, images, unmatched, labels, bounds)
-
-
-def _labels(text: str | None, *specs) -> list[str] | None:
-    from mldeploy.errors import UsageError
-
-    if not text:
-        return None
-    wanted = [c.strip() for c in text.split(",") if c.strip()]
-    known = {c for spec in specs for c in spec.classes}
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        raise UsageError(f"neither {specs[0].ref} nor {specs[-1].ref} has class {', '.join(map(repr, unknown))}")
-    return wanted
 
 
 @with_gate_options
