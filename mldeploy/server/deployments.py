@@ -22,16 +22,15 @@ import queue
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from mldeploy.compare import match
 from mldeploy.detections import Detections
 from mldeploy.errors import MldeployError
-from mldeploy.models import load_detector
 from mldeploy.models.pins import verify
-from mldeploy.models.base import ModelSpec
+from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.pipeline import run_detector
 from mldeploy.project import Project
 from mldeploy.rollout.canary import bucket
@@ -50,6 +49,7 @@ class Plan:
     shadow: ModelSpec | None = None
     canary: ModelSpec | None = None
     weight: float = 0.0  # percent of clients on the canary
+    detectors: Mapping[str, Detector] = field(default_factory=dict, compare=False, repr=False)  # ref -> loaded live/canary
 
     def choose(self, client_id: str) -> tuple[ModelSpec, str]:
         """The version for this client, and its route name. Sticky: a client keeps its side."""
@@ -161,14 +161,12 @@ class Deployments:
             canary = self._spec(registry, name, route.canary_version)
             shadow = None if shadow == live_spec else shadow  # promoted since: nothing left to compare
             canary = None if canary == live_spec else canary
-            plans[name] = Plan(live_spec, shadow, canary, route.canary_weight if canary else 0.0)
-        store = self.project.store()
-        for plan in plans.values():  # load before switching: no request ever waits for a model to load
-            for spec in (plan.live, plan.canary):
-                if spec is not None:
-                    self.project.load(spec)  # pinned SHA-256s checked first
-            if plan.shadow is not None:  # loads in the shadow process; its pins are checked here
-                verify(plan.shadow, store.pins(plan.shadow.ref))
+            # Load before switching (pinned SHA-256s checked first): no request ever waits for a model,
+            # and a request uses the detector its plan holds, without touching the load-once cache's lock.
+            detectors = {spec.ref: self.project.load(spec) for spec in (live_spec, canary) if spec is not None}
+            if shadow is not None:  # loads in the shadow process; its pins are checked here
+                verify(shadow, self.project.store().pins(shadow.ref))
+            plans[name] = Plan(live_spec, shadow, canary, route.canary_weight if canary else 0.0, detectors)
         self.plans = plans  # one reference swap: a request sees the old plans or the new, never a mix
         self._snapshot = snapshot
         self.metrics.live.clear()
@@ -203,7 +201,7 @@ class Deployments:
         """Answer one request (called on a worker thread): pick the version, run it, queue the shadow."""
         plan = self.plans[name]
         spec, route = plan.choose(client_id)
-        detector = load_detector(spec)  # already loaded by refresh(): a dictionary lookup
+        detector = plan.detectors[spec.ref]
         try:
             detections, seconds = run_detector(detector, image)
         except MldeployError:
