@@ -142,3 +142,21 @@ def shadow_record_to_dict(record) -> dict[str, Any]:
             "count_change": c.count_change,
         }
     return out
+
+
+def canary_step_to_dict(step) -> dict[str, Any]:
+    """One step of a canary rollout (its timeline row) as plain data."""
+    s = step.summary
+    return {
+        "share": step.share,
+        "requests": step.requests,
+        "canary_requests": step.canary_requests,
+        "verdict": step.verdict,
+        "disagreement": None if s is None else round(s.agreement.disagreement, 4),
+        "recall": None if s is None else round(s.agreement.recall, 4),
+        "precision": None if s is None else round(s.agreement.precision, 4),
+        "new_errors": None if s is None else s.new_errors,
+        "old_p50_s": None if s is None else s.old_latency.p50,
+        "new_p50_s": None if s is None else s.new_latency.p50,
+        "failed_gates": [g.message for g in step.failed_gates],
+    }

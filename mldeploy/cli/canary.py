@@ -47,6 +47,7 @@ def canary(
     with error_boundary():
         from mldeploy.errors import UsageError
         from mldeploy.reports import Report
+        from mldeploy.serialize import canary_step_to_dict
         from mldeploy.rollout.canary import parse_steps, run_canary
         from mldeploy.rollout.releases import promote
 
@@ -67,7 +68,7 @@ def canary(
         if not evaluated:
             raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
         last = run.failed_step or evaluated[-1]
-        timeline = [_step_dict(s) for s in run.steps]
+        timeline = [canary_step_to_dict(s) for s in run.steps]
         settings = settings_of(r, iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
         doc = Report("canary", run.records, last.summary, last.gates, settings, {"timeline": timeline, "promoted": False})
 
@@ -88,23 +89,6 @@ def canary(
                 what = f"[yellow]rolled back[/] {escape(change.model)}: {escape(change.from_version)} -> [bold]{escape(change.to_version)}[/]"
             err_console.print(f"{what} (history #{change.id}): {escape(reason)}")
         finish(doc, r, output, report, junit, html, top, run.wall_seconds, tables_before=[_timeline_table(run)])
-
-
-def _step_dict(step) -> dict:
-    s = step.summary
-    return {
-        "share": step.share,
-        "requests": step.requests,
-        "canary_requests": step.canary_requests,
-        "verdict": step.verdict,
-        "disagreement": None if s is None else round(s.agreement.disagreement, 4),
-        "recall": None if s is None else round(s.agreement.recall, 4),
-        "precision": None if s is None else round(s.agreement.precision, 4),
-        "new_errors": None if s is None else s.new_errors,
-        "old_p50_s": None if s is None else s.old_latency.p50,
-        "new_p50_s": None if s is None else s.new_latency.p50,
-        "failed_gates": [g.message for g in step.failed_gates],
-    }
 
 
 def _timeline_table(run):
