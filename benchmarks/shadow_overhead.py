@@ -60,7 +60,9 @@ def measure(pair: str, images, repeat: int, registry, out: Path) -> dict:
     from mldeploy.images import read_image
     from mldeploy.models import load_detector
     from mldeploy.pipeline import detect_images
-    from mldeploy.reports import Report, write_html, write_json, write_junit
+    from mldeploy.report.html import write_html
+    from mldeploy.report.json_junit import write_json, write_junit
+    from mldeploy.rollout.rehearsal import Report
     from mldeploy.rollout.gates import evaluate, resolve_bounds
     from mldeploy.rollout.shadow import run_shadow
 

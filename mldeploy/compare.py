@@ -10,7 +10,8 @@ ground truth. Boxes left over that overlap across labels are reported as relabel
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -119,42 +120,90 @@ class LabelAgreement:
 
 
 @dataclass(frozen=True)
-class AgreementResult:
-    """Agreement of a new version with the old one over a set of images (old = reference)."""
+class AgreementCounts:
+    """Box and image counts of a comparison, *mergeable*: ``a + b`` adds two runs (or two shards of one).
 
-    images: int
-    disagreeing_images: int
-    old_boxes: int
-    new_boxes: int
-    matched: int
-    missing: int
-    extra: int
-    relabelled: int
-    iou_sum: float
-    per_label: dict[str, LabelAgreement]
+    Every layer reads its figures from here, so the CLI, the reports and a running server's shadow
+    endpoint compute precision, recall and mean IoU the same way. With nothing compared, the ratios are
+    ``None`` (no evidence); with images compared but no boxes to divide by, they are 1.0 (nothing was
+    missed or invented).
+    """
+
+    images: int = 0  # compared images: both versions answered
+    disagreeing_images: int = 0
+    old_boxes: int = 0
+    new_boxes: int = 0
+    matched: int = 0
+    missing: int = 0
+    extra: int = 0
+    relabelled: int = 0
+    iou_sum: float = 0.0
+
+    #: Field -> column name in a store row (the live shadow's counters table).
+    ROW_COLUMNS: ClassVar[dict[str, str]] = {
+        "images": "compared", "disagreeing_images": "disagreeing", "old_boxes": "old_boxes", "new_boxes": "new_boxes",
+        "matched": "matched", "missing": "missing", "extra": "extra", "relabelled": "relabelled", "iou_sum": "iou_sum",
+    }
+
+    @classmethod
+    def of(cls, comparison: ImageComparison) -> "AgreementCounts":
+        """The counts of one image's comparison."""
+        c = comparison
+        return cls(1, int(not c.agrees), len(c.old), len(c.new), len(c.matched), len(c.missing), len(c.extra), len(c.relabelled),
+                   sum(iou for _, _, iou in c.matched))
+
+    def __add__(self, other: "AgreementCounts") -> "AgreementCounts":
+        return AgreementCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(AgreementCounts)})
+
+    def to_row(self) -> dict[str, float]:
+        return {column: getattr(self, name) for name, column in self.ROW_COLUMNS.items()}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, float]) -> "AgreementCounts":
+        return cls(**{name: row[column] for name, column in cls.ROW_COLUMNS.items()})
+
+    def _ratio(self, part: float, whole: float) -> float | None:
+        if not self.images:
+            return None
+        return part / whole if whole else 1.0
 
     @property
-    def precision(self) -> float:
-        return self.matched / self.new_boxes if self.new_boxes else 1.0
+    def precision(self) -> float | None:
+        """Share of the new version's boxes that match an old box."""
+        return self._ratio(self.matched, self.new_boxes)
 
     @property
-    def recall(self) -> float:
-        return self.matched / self.old_boxes if self.old_boxes else 1.0
+    def recall(self) -> float | None:
+        """Share of the old version's boxes the new version finds again."""
+        return self._ratio(self.matched, self.old_boxes)
 
     @property
-    def f1(self) -> float:
+    def f1(self) -> float | None:
         p, r = self.precision, self.recall
+        if p is None or r is None:
+            return None
         return 2 * p * r / (p + r) if p + r else 0.0
 
     @property
-    def disagreement(self) -> float:
-        """Share of images with any missing, extra or relabelled box."""
-        return self.disagreeing_images / self.images if self.images else 0.0
+    def disagreement(self) -> float | None:
+        """Share of compared images with any missing, extra or relabelled box."""
+        return self.disagreeing_images / self.images if self.images else None
 
     @property
     def mean_iou(self) -> float | None:
         """Mean IoU of matched boxes: drops when the new version's boxes drift but still match."""
         return self.iou_sum / self.matched if self.matched else None
+
+
+@dataclass(frozen=True)
+class AgreementResult(AgreementCounts):
+    """Agreement of a new version with the old one over a set of images (old = reference), per label too."""
+
+    per_label: dict[str, LabelAgreement] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> AgreementCounts:
+        return AgreementCounts(**{f.name: getattr(self, f.name) for f in fields(AgreementCounts)})
 
     @property
     def count_change_by_label(self) -> dict[str, int]:
@@ -204,15 +253,6 @@ class AgreementMetric:
                 bump(c.new.label[j], "extra")
             for i, _, _ in c.relabelled:
                 bump(c.old.label[i], "relabelled")
-        return AgreementResult(
-            images=len(self._comparisons),
-            disagreeing_images=sum(not c.agrees for c in self._comparisons),
-            old_boxes=sum(len(c.old) for c in self._comparisons),
-            new_boxes=sum(len(c.new) for c in self._comparisons),
-            matched=sum(len(c.matched) for c in self._comparisons),
-            missing=sum(len(c.missing) for c in self._comparisons),
-            extra=sum(len(c.extra) for c in self._comparisons),
-            relabelled=sum(len(c.relabelled) for c in self._comparisons),
-            iou_sum=sum(iou for c in self._comparisons for _, _, iou in c.matched),
-            per_label={label: LabelAgreement(**counts) for label, counts in sorted(per_label.items())},
-        )
+        total = sum((AgreementCounts.of(c) for c in self._comparisons), AgreementCounts())
+        per_label_counts = {label: LabelAgreement(**counts) for label, counts in sorted(per_label.items())}
+        return AgreementResult(**{f.name: getattr(total, f.name) for f in fields(AgreementCounts)}, per_label=per_label_counts)

@@ -7,6 +7,10 @@ adapters translate errors the same way and never guess.
 from __future__ import annotations
 
 
+#: The exit code of a rehearsal whose gates failed (shadow, canary): it wins over 1.
+EXIT_GATE_FAILED = 3
+
+
 class MldeployError(Exception):
     """Base of every error mldeploy raises on purpose."""
 
@@ -100,9 +104,10 @@ class NothingToRollBackError(UsageError):
     http_status = 409
 
 
-class UploadTooLargeError(InvalidImageError):
-    """A request body over the server's size limit."""
+class UploadTooLargeError(MldeployError):
+    """A request body over the server's size limit (not an image problem: its content was never read)."""
 
+    exit_code = 1
     http_status = 413
 
 

@@ -143,7 +143,3 @@ def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:160]
 
-
-def image_size(image: np.ndarray) -> tuple[int, int]:
-    """``(width, height)`` of a decoded image array."""
-    return int(image.shape[1]), int(image.shape[0])

@@ -88,14 +88,21 @@ def project_dir(tmp_path, monkeypatch, samples) -> Path:
     return root
 
 
-@pytest.fixture
-def flaky(monkeypatch):
-    """Adds faces@flaky (faces@v1 that raises on images wider than 520 px) to every registry."""
-    from tests.rollout import flaky as planted
+FLAKY_TOML = """
+[models.faces.flaky]              # planted fault: faces@v1's network, raising on images wider than 520 px
+from = "faces@v1"
+detector = "tests.rollout.flaky:FlakyDetector"
+description = "planted fault"
+"""
 
-    for obj, name, value in planted.patches():
-        monkeypatch.setattr(obj, name, value)
-    return planted.REF
+
+@pytest.fixture
+def flaky(project_dir):
+    """faces@flaky: faces@v1 that raises on images wider than 520 px, declared in the project's mldeploy.toml
+    through the seam a user has for a Detector of their own (nothing in mldeploy is patched)."""
+    with open(project_dir / "mldeploy.toml", "a") as fh:
+        fh.write(FLAKY_TOML)
+    return "faces@flaky"
 
 
 BYO_TOML = """

@@ -12,7 +12,9 @@ from mldeploy.errors import OutputError
 from mldeploy.models import load_detector
 from mldeploy.pipeline import collect_inputs
 from mldeploy.project import Project
-from mldeploy.reports import HTML_MARKER, Report, write_html, write_json, write_junit
+from mldeploy.report.html import HTML_MARKER, write_html
+from mldeploy.report.json_junit import write_json, write_junit
+from mldeploy.rollout.rehearsal import Report
 from mldeploy.rollout.gates import evaluate, resolve_bounds
 from mldeploy.rollout.shadow import run_shadow
 

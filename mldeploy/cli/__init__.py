@@ -6,6 +6,8 @@ Nothing heavy is imported here: each command imports NumPy, OpenCV or TensorFlow
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from mldeploy import __version__
@@ -15,9 +17,9 @@ from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
 from mldeploy.cli import serve as _serve
 from mldeploy.cli import shadow as _shadow
-from mldeploy.cli.console import state
+from mldeploy.cli.console import App, state
 
-app = typer.Typer(
+app = App(
     name="mldeploy",
     help="Local object detection and deployment rehearsal for detection models.",
     no_args_is_help=True,
@@ -35,8 +37,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Local object detection and deployment rehearsal for detection models.
 

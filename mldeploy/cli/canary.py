@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_boundary, escape
+from mldeploy.cli.console import err_console, escape
 from mldeploy.cli.options import (
-    ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
-    command_line, with_gate_options,
+    DEFAULT_MODEL, ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    command_line, project, with_gate_options,
 )
-from mldeploy.cli.shadow import ReportFormat, finish, prepare, settings_of
+from mldeploy.cli.reporting import ReportFormat, finish
 
 
 @with_gate_options
 def canary(
-    paths: List[str] = typer.Argument(..., help="Image files, folders and glob patterns: the traffic to replay.", show_default=False),
-    new: str = typer.Option(..., "--new", help="The canary: a version of --model (v2) or NAME@VERSION.", show_default=False),
-    old: Optional[str] = typer.Option(None, "--old", help="The stable version \\[default: the live version of --model].", show_default=False),
-    model: ModelOption = "faces",
-    steps: str = typer.Option("5,25,50,100", "--steps", help="Percentages of traffic sent to the canary, in order."),
-    salt: str = typer.Option("", "--salt", help="Changes which images the router picks first (the same salt routes the same way)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Rehearse only: change no live version, write no history."),
+    paths: Annotated[List[str], typer.Argument(help="Image files, folders and glob patterns: the traffic to replay.", show_default=False)],
+    new: Annotated[str, typer.Option("--new", help="The canary: a version of --model (v2) or NAME@VERSION.", show_default=False)],
+    old: Annotated[Optional[str], typer.Option("--old", help="The stable version \\[default: the live version of --model].", show_default=False)] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    steps: Annotated[str, typer.Option("--steps", help="Percentages of traffic sent to the canary, in order.")] = "5,25,50,100",
+    salt: Annotated[str, typer.Option("--salt", help="Changes which images the router picks first (the same salt routes the same way).")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Rehearse only: change no live version, write no history.")] = False,
     iou: IouOption = 0.5,
     classes: ClassesOption = None,
     top: TopOption = 10,
-    output: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table for people; json prints the full result on stdout."),
+    output: Annotated[ReportFormat, typer.Option("--format", "-f", help="table for people; json prints the full result on stdout.")] = ReportFormat.table,
     report: ReportOption = None,
     junit: JunitOption = None,
     html: HtmlOption = None,
@@ -44,69 +44,28 @@ def canary(
     Exit codes: 0 promoted (or would be, with --dry-run), 3 rolled back, 1 some images could not be
     read, 2 usage error, 4 a version cannot be loaded.
     """
-    with error_boundary():
-        from mldeploy.errors import UsageError
-        from mldeploy.reports import Report
-        from mldeploy.serialize import canary_step_to_dict
-        from mldeploy.rollout.canary import parse_steps, run_canary
-        from mldeploy.rollout.releases import promote
+    from mldeploy.rollout import rehearsal
 
-        shares = parse_steps(steps)
-        r = prepare(paths, old, new, model, classes, gate_flags, state_dir, config, (report, junit), html)
-        if r.old_spec.name != r.new_spec.name and not dry_run:
-            raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
-        if r.old_spec.ref == r.new_spec.ref:
-            raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
-        workers = 2 if parallel else 1
+    def show_step(step) -> None:
+        err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
 
-        def show_step(step) -> None:
-            err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
-
-        run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, labels=r.labels, salt=salt, workers=workers,
-                         on_step=show_step if err_console.is_terminal else None)
-        evaluated = [s for s in run.steps if s.summary is not None]
-        if not evaluated:
-            raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
-        last = run.failed_step or evaluated[-1]
-        timeline = [canary_step_to_dict(s) for s in run.steps]
-        settings = settings_of(r, iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
-        doc = Report("canary", run.records, last.summary, last.gates, settings, {"timeline": timeline, "promoted": False})
-
-        if run.passed:
-            action, target, reason = "canary-promote", r.new_spec, f"canary passed every step ({steps}) on {len(run.records)} requests"
-        else:
-            action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
-        if dry_run:
-            err_console.print(f"dry run: would {'promote ' + escape(target.ref) if run.passed else 'roll back to ' + escape(target.ref)}; nothing changed")
-        else:
-            change = promote(r.project, target, reason=reason, command=command_line(), force=True, action=action)
-            doc.extra["promoted"] = run.passed
-            if run.passed:
-                what = f"[green]promoted[/] {escape(change.model)}: {escape(change.from_version)} -> [bold]{escape(change.to_version)}[/]"
-            elif change.from_version == change.to_version:
-                what = f"[yellow]rolled back[/]: {escape(target.ref)} stays live"
-            else:
-                what = f"[yellow]rolled back[/] {escape(change.model)}: {escape(change.from_version)} -> [bold]{escape(change.to_version)}[/]"
-            err_console.print(f"{what} (history #{change.id}): {escape(reason)}")
-        finish(doc, r, output, report, junit, html, top, run.wall_seconds, tables_before=[_timeline_table(run)])
+    r = rehearsal.prepare(project(state_dir, config), paths, new, old=old, model=model, classes=classes, gate_flags=gate_flags,
+                          outputs=(report, junit), html=html)
+    result = rehearsal.canary(r, steps=steps, salt=salt, dry_run=dry_run, iou=iou, workers=2 if parallel else 1, command=command_line(),
+                              on_step=show_step if err_console.is_terminal else None)
+    _say_decision(result.decision)
+    finish(result, output, report, junit, html, top)
 
 
-def _timeline_table(run):
-    from rich.table import Table
-
-    table = Table(title=f"canary: {escape(run.old)} -> {escape(run.new)}", title_justify="left")
-    for column in ("step", "share", "requests", "to canary", "disagreement", "recall", "errors", "p50 old / new (ms)", "verdict"):
-        table.add_column(column, justify="left" if column in ("verdict",) else "right")
-    styles = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
-    for n, step in enumerate(run.steps, 1):
-        s = step.summary
-        if s is None:
-            cells = ["", "", "", ""]
-        else:
-            latency = " / ".join("n/a" if v is None else f"{v * 1000:.1f}" for v in (s.old_latency.p50, s.new_latency.p50))
-            cells = [f"{s.agreement.disagreement * 100:.1f}%", f"{s.agreement.recall:.3f}", str(s.new_errors), latency]
-        requests = str(step.requests) if step.verdict != "not run" else ""
-        to_canary = str(step.canary_requests) if step.verdict != "not run" else ""
-        verdict = styles[step.verdict] + ("" if not step.failed_gates else ": " + escape("; ".join(g.message for g in step.failed_gates)))
-        table.add_row(str(n), f"{step.share:g}%", requests, to_canary, *cells, verdict)
-    return table
+def _say_decision(d) -> None:
+    if d.dry_run:
+        err_console.print(f"dry run: would {'promote ' if d.promoted else 'roll back to '}{escape(d.target)}; nothing changed")
+        return
+    c = d.change
+    if d.promoted:
+        what = f"[green]promoted[/] {escape(c.model)}: {escape(c.from_version)} -> [bold]{escape(c.to_version)}[/]"
+    elif c.from_version == c.to_version:
+        what = f"[yellow]rolled back[/]: {escape(d.target)} stays live"
+    else:
+        what = f"[yellow]rolled back[/] {escape(c.model)}: {escape(c.from_version)} -> [bold]{escape(c.to_version)}[/]"
+    err_console.print(f"{what} (history #{c.id}): {escape(d.reason)}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -52,6 +53,30 @@ def error_boundary() -> Iterator[None]:
             raise
         error_line(escape(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
         raise typer.Exit(code=1) from None
+
+
+def guarded(func: Callable) -> Callable:
+    """``func`` inside :func:`error_boundary` (its signature, which typer reads, unchanged)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with error_boundary():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+class App(typer.Typer):
+    """A Typer app whose every command and callback runs inside :func:`error_boundary`: the error
+    boundary is applied here, once, instead of in each command."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda func: register(guarded(func))
+
+    def callback(self, *args, **kwargs):
+        register = super().callback(*args, **kwargs)
+        return lambda func: register(guarded(func))
 
 
 def escape(text: str) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mldeploy.models.registry import DEFAULT_MODEL
 from mldeploy.rollout.gates import GATES
 
 StateDirOption = Annotated[
@@ -40,24 +41,6 @@ ParallelOption = Annotated[bool, typer.Option(
     "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]
 
 
-def parse_classes(text: str | None, *specs) -> list[str] | None:
-    """``--classes person,car`` as a list, each label checked against the given versions' classes."""
-    from mldeploy.errors import UsageError
-
-    if not text:
-        return None
-    wanted = [c.strip() for c in text.split(",") if c.strip()]
-    known = list(dict.fromkeys(c for spec in specs for c in spec.classes))
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
-        names, refs = ", ".join(map(repr, unknown)), list(dict.fromkeys(s.ref for s in specs))
-        if len(refs) == 1:
-            raise UsageError(f"{refs[0]} has no class {names}; its classes: {listed}")
-        raise UsageError(f"neither {' nor '.join(refs)} has class {names}; their classes: {listed}")
-    return wanted
-
-
 def project(state_dir: Path | None, config: Path | None):
     from mldeploy.project import Project
 
@@ -77,9 +60,9 @@ def with_gate_options(func):
     for gate in GATES.values():
         default = f" \\[default: {gate.default:g}]" if gate.default is not None else ""
         unit = " (milliseconds)" if gate.unit == "ms" else " (a share from 0 to 1)" if gate.unit == "%" else ""
-        option = typer.Option(None, gate.flag, show_default=False, rich_help_panel="Gates (exit 3 when one fails)",
+        option = typer.Option(gate.flag, show_default=False, rich_help_panel="Gates (exit 3 when one fails)",
                               help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{unit}{default}.")
-        params.append(inspect.Parameter(gate.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[float]))
+        params.append(inspect.Parameter(gate.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[float], option]))
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_boundary
-from mldeploy.cli.options import ConfigOption, StateDirOption
+from mldeploy.cli.console import err_console
+from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, StateDirOption
 
 
 def serve(
-    model: List[str] = typer.Option(["faces", "people"], "--model", "-m", help="Model to serve (repeat); the first answers /predict."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0 picks a free one)."),
-    shadow: List[str] = typer.Option([], "--shadow", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False),
-    canary: List[str] = typer.Option([], "--canary", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False),
-    canary_max_error_rate: Optional[float] = typer.Option(None, "--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this."),
-    canary_max_p95_ms: Optional[float] = typer.Option(None, "--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this."),
-    canary_min_requests: int = typer.Option(20, "--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest request body accepted (413 above)."),
-    shadow_queue: int = typer.Option(64, "--shadow-queue", min=1, help="Shadow jobs waiting at most; more are dropped and counted."),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    model: Annotated[List[str], typer.Option("--model", "-m", help="Model to serve (repeat); the first answers /predict.")] = [DEFAULT_MODEL, "people"],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
+    shadow: Annotated[List[str], typer.Option("--shadow", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
+    canary: Annotated[List[str], typer.Option("--canary", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False)] = [],
+    canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
+    canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
+    canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body accepted (413 above).")] = 20.0,
+    shadow_queue: Annotated[int, typer.Option("--shadow-queue", min=1, help="Shadow jobs waiting at most; more are dropped and counted.")] = 64,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -31,29 +31,28 @@ def serve(
     /healthz, /readyz, /metrics, / (a page); admin endpoints under /admin need MLDEPLOY_ADMIN_TOKEN.
     Routing changes made with 'mldeploy promote', 'rollback' or 'route' reach a running server within a second.
     """
-    with error_boundary():
-        import uvicorn
+    import uvicorn
 
-        from mldeploy.errors import UsageError
-        from mldeploy.server.app import create_app
-        from mldeploy.server.config import ServerConfig, parse_assignments
+    from mldeploy.errors import UsageError
+    from mldeploy.server.app import create_app
+    from mldeploy.server.config import ServerConfig, parse_assignments
 
-        cfg = ServerConfig(
-            models=list(model), host=host, port=port, state_dir=state_dir, config_path=config,
-            max_upload_bytes=int(max_upload_mb * 1024 * 1024), shadow=parse_assignments(shadow, "--shadow"),
-            canary=parse_assignments(canary, "--canary", with_weight=True), shadow_queue=shadow_queue,
-            canary_min_requests=canary_min_requests, canary_max_error_rate=canary_max_error_rate, canary_max_p95_ms=canary_max_p95_ms,
-        )
-        # Fail before binding the port on what can be checked without loading models.
-        from mldeploy.project import Project
+    cfg = ServerConfig(
+        models=list(model), host=host, port=port, state_dir=state_dir, config_path=config,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), shadow=parse_assignments(shadow, "--shadow"),
+        canary=parse_assignments(canary, "--canary", with_weight=True), shadow_queue=shadow_queue,
+        canary_min_requests=canary_min_requests, canary_max_error_rate=canary_max_error_rate, canary_max_p95_ms=canary_max_p95_ms,
+    )
+    # Fail before binding the port on what can be checked without loading models.
+    from mldeploy.project import Project
 
-        registry = Project(state_dir=state_dir, config_path=config).registry()
-        for name in cfg.models:
-            registry.resolve(name)
-        for flag, routes in (("--shadow", {k: v for k, v in cfg.shadow.items()}), ("--canary", {k: v for k, (v, _) in cfg.canary.items()})):
-            for name, version in routes.items():
-                if name not in cfg.models:
-                    raise UsageError(f"{flag} {name}={version}: {name} is not served (add --model {name})")
-                registry.resolve(f"{name}@{version}")
-        err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
-        uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    registry = Project(state_dir=state_dir, config_path=config).registry()
+    for name in cfg.models:
+        registry.resolve(name)
+    for flag, routes in (("--shadow", {k: v for k, v in cfg.shadow.items()}), ("--canary", {k: v for k, (v, _) in cfg.canary.items()})):
+        for name, version in routes.items():
+            if name not in cfg.models:
+                raise UsageError(f"{flag} {name}={version}: {name} is not served (add --model {name})")
+            registry.resolve(f"{name}@{version}")
+    err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

@@ -22,12 +22,14 @@ class ModelSpec:
     Attributes:
         name: model name, e.g. ``faces``.
         version: version name, e.g. ``v1``.
-        backend: key into :data:`mldeploy.models.registry.BACKENDS`.
+        backend: key into :data:`mldeploy.models.registry.BACKENDS` (its files and options).
         classes: the labels the model can emit, in class-id order.
         conf: default confidence threshold.
         files: role -> path of every file the backend reads (``cfg``, ``weights``...).
         options: backend settings (thresholds, input size...).
         description: one line for ``mldeploy models``.
+        detector: ``"module:Class"`` of a Detector of your own that runs this version instead of the
+            backend's class (``detector = ...`` in mldeploy.toml); empty for the backend's.
     """
 
     name: str
@@ -38,6 +40,7 @@ class ModelSpec:
     files: Mapping[str, Path] = field(default_factory=dict, hash=False, compare=False)
     options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     description: str = ""
+    detector: str = ""
 
     @property
     def ref(self) -> str:
@@ -49,7 +52,7 @@ class ModelSpec:
     @property
     def cache_key(self) -> tuple:
         """Identity for the load-once cache: same backend, files and settings -> same loaded model."""
-        return (self.ref, self.backend, tuple(sorted((k, str(v)) for k, v in self.files.items())), repr(sorted(self.options.items())))
+        return (self.ref, self.backend, self.detector, tuple(sorted((k, str(v)) for k, v in self.files.items())), repr(sorted(self.options.items())))
 
 
 class Detector(ABC):

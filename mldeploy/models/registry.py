@@ -6,27 +6,61 @@ import contextlib
 import importlib
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
-from mldeploy.errors import MldeployError, ModelUnavailableError, UnknownModelError
+from mldeploy.errors import MldeployError, ModelUnavailableError, UnknownModelError, UsageError
 from mldeploy.models import paths
 from mldeploy.models.base import Detector, ModelSpec
 
-#: Backend name -> "module:Class", imported only when a model of that backend is loaded
-#: (so listing models never imports OpenCV or TensorFlow).
-BACKENDS: dict[str, str] = {
-    "ssd-caffe": "mldeploy.models.ssd:CaffeSSDDetector",
-    "mtcnn": "mldeploy.models.mtcnn_face:MTCNNDetector",
-    "haar": "mldeploy.models.haar:HaarDetector",
-    "hog": "mldeploy.models.hog:HOGPeopleDetector",
-    "darknet": "mldeploy.models.darknet:DarknetDetector",
-    "onnx": "mldeploy.models.onnx_yolo:OnnxYoloDetector",
-    "tensorflow": "mldeploy.models.tf_detection:SavedModelDetector",
-    "tflite": "mldeploy.models.tf_detection:TFLiteDetector",
+_INT, _NUM, _STR, _LIST = (int,), (int, float), (str,), (list,)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend is: its class (imported only when a model of it loads, so listing models never
+    imports OpenCV or TensorFlow), the file roles it reads and the options it takes.
+
+    Adding a backend is its module plus one entry in :data:`BACKENDS`; ``mldeploy.toml`` checks
+    versions against this declaration.
+    """
+
+    target: str  # "module:Class"
+    files: tuple[str, ...] = ()  # required file roles (paths in mldeploy.toml)
+    label_files: tuple[str, ...] = ()  # optional roles that give the class list
+    options: Mapping[str, tuple[type, ...]] = field(default_factory=dict)  # option -> accepted types
+    declarable: bool = True  # a version of your own may say backend = "<this name>"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.files + self.label_files
+
+
+#: Options every backend takes (applied by :class:`~mldeploy.models.base.Detector` itself).
+COMMON_OPTIONS: Mapping[str, tuple[type, ...]] = {"keep": _LIST}
+
+BACKENDS: dict[str, Backend] = {
+    "ssd-caffe": Backend("mldeploy.models.ssd:CaffeSSDDetector", ("prototxt", "caffemodel"), options={"input_size": _INT}),
+    "mtcnn": Backend("mldeploy.models.mtcnn_face:MTCNNDetector", ("pnet", "rnet", "onet"), options={"min_face_size": _INT, "device": _STR},
+                     declarable=False),
+    "haar": Backend("mldeploy.models.haar:HaarDetector", ("cascade",), options={"scale_factor": _NUM, "min_neighbors": _INT, "min_size": _INT}),
+    "hog": Backend("mldeploy.models.hog:HOGPeopleDetector", options={"max_side": _INT, "win_stride": _INT, "nms": _NUM}, declarable=False),
+    "darknet": Backend("mldeploy.models.darknet:DarknetDetector", ("cfg", "weights"), ("names",), {"input_size": (int, list), "nms": _NUM}),
+    "onnx": Backend("mldeploy.models.onnx_yolo:OnnxYoloDetector", ("model",), ("names",), {"input_size": (int, list), "nms": _NUM, "layout": _STR}),
+    "tensorflow": Backend("mldeploy.models.tf_detection:SavedModelDetector", ("saved_model",), ("label_map",),
+                          {"signature": _STR, "class_offset": _INT}),
+    "tflite": Backend("mldeploy.models.tf_detection:TFLiteDetector", ("model",), ("label_map",), {"class_offset": _INT, "threads": _INT}),
 }
 
+
+def detector_class(spec: ModelSpec) -> type[Detector]:
+    """The class that runs ``spec``: its own ``detector = "module:Class"`` when it names one, else its backend's."""
+    module_name, _, class_name = (spec.detector or BACKENDS[spec.backend].target).partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+#: The model a command uses when none is named.
 DEFAULT_MODEL = "faces"
 
 _PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -132,11 +166,16 @@ class Registry:
     def default_version(self, name: str) -> str:
         return self.default_versions.get(name) or self.versions(name)[0].version
 
-    def resolve(self, ref: str) -> ModelSpec:
-        name, version = parse_ref(ref)
+    def require(self, name: str) -> list[ModelSpec]:
+        """The versions of ``name``; :class:`UnknownModelError` naming the known models when it has none."""
         versions = self.versions(name)
         if not versions:
             raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(self.names())}")
+        return versions
+
+    def resolve(self, ref: str) -> ModelSpec:
+        name, version = parse_ref(ref)
+        versions = self.require(name)
         live = version is None
         version = version or self.default_version(name)
         for spec in versions:
@@ -147,6 +186,22 @@ class Registry:
             raise UnknownModelError(f"{name}@{version} is live but no longer defined (was it removed from mldeploy.toml?); "
                                     f"restore it or promote one of: {known}")
         raise UnknownModelError(f"model {name!r} has no version {version!r}; its versions: {known}")
+
+
+def parse_classes(text: str | None, *specs) -> list[str] | None:
+    """``--classes person,car`` as a list, each label checked against the given versions' classes."""
+    if not text:
+        return None
+    wanted = [c.strip() for c in text.split(",") if c.strip()]
+    known = list(dict.fromkeys(c for spec in specs for c in spec.classes))
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        listed = ", ".join(known) if len(known) <= 10 else ", ".join(known[:10]) + ", ..."
+        names, refs = ", ".join(map(repr, unknown)), list(dict.fromkeys(s.ref for s in specs))
+        if len(refs) == 1:
+            raise UsageError(f"{refs[0]} has no class {names}; its classes: {listed}")
+        raise UsageError(f"neither {' nor '.join(refs)} has class {names}; their classes: {listed}")
+    return wanted
 
 
 def default_registry() -> Registry:
@@ -182,12 +237,10 @@ def load_detector(spec: ModelSpec) -> Detector:
         missing = spec.missing_files()
         if missing:
             raise ModelUnavailableError(missing_files_message(spec, missing))
-        module_name, _, class_name = BACKENDS[spec.backend].partition(":")
         try:
             # Some libraries print on load; stdout belongs to the user's JSON/CSV output.
             with contextlib.redirect_stdout(sys.stderr):
-                cls = getattr(importlib.import_module(module_name), class_name)
-                detector = cls(spec)
+                detector = detector_class(spec)(spec)
         except MldeployError:
             raise
         except Exception as exc:  # cv2.error, TensorFlow errors, corrupt files: all mean "cannot load"

@@ -36,8 +36,6 @@ class Validation:
 
 def validate(project, spec: ModelSpec, image: np.ndarray, pin: bool = True) -> Validation:
     """Every check that applies, in order; a failed step stops the steps that depend on it."""
-    from mldeploy.models.pins import verify
-
     result = Validation(spec.ref)
     where = str(project.config_path) if project.config_path else "mldeploy.toml"
     for role, path in spec.files.items():
@@ -47,12 +45,9 @@ def validate(project, spec: ModelSpec, image: np.ndarray, pin: bool = True) -> V
     if result.problems:
         return result
     try:
-        pinned = project.store().pins(spec.ref)
-        if pinned:
-            verify(spec, pinned)
-            result.pins = "unchanged"
-        detector = project.load(spec)
+        detector = project.load(spec)  # checks the pins first
         result.loaded = True
+        result.pins = "unchanged" if project.store().pins(spec.ref) else ""
     except MldeployError as exc:
         result.problems.append(f"{spec.ref}: {exc}" if not str(exc).startswith(spec.ref) else str(exc))
         return result

@@ -1,4 +1,5 @@
-"""Release gates: bounds on a :class:`~mldeploy.rollout.shadow.ShadowSummary` that a CI job enforces.
+"""Release gates: bounds on a :class:`~mldeploy.rollout.shadow.ShadowSummary` that a CI job enforces,
+and on the live window a server's canary guard keeps (:class:`LiveWindow`): one table, one evaluation.
 
 Each gate has a name (``max_disagreement``), a command-line flag (``--max-disagreement``) and a key in
 ``mldeploy.toml``'s ``[gates]`` table. Bounds come from the flag, else the project file, else the
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from mldeploy.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
-    from mldeploy.rollout.shadow import ShadowSummary
+    from mldeploy.rollout.shadow import LatencyStats, ShadowSummary
 
 
 def _mean_iou(summary: ShadowSummary) -> float | None:
@@ -30,6 +31,7 @@ class Gate:
     kind: str  # "max" or "min"
     metric: Callable[[ShadowSummary], float | None]
     what: str
+    label: str  # a short name for one-line reasons: "error rate 40.0% > 20.0%"
     unit: str = ""  # "%" shows a share as a percentage, "ms" seconds as milliseconds, "x" a ratio
     default: float | None = None
     share: bool = False  # the figure is a share from 0 to 1 (and so must the bound be)
@@ -55,16 +57,20 @@ class Gate:
 GATES: dict[str, Gate] = {
     gate.name: gate
     for gate in (
-        Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree", "%", share=True),
-        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", share=True),
-        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds", share=True),
-        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", share=True),
-        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)", share=True),
-        Gate("max_count_change", "max", lambda s: s.agreement.max_relative_count_change, "largest relative change in a label's box count", "%"),
-        Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency", "x"),
-        Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "ms"),
-        Gate("max_new_errors", "max", lambda s: s.new_errors, "images the new version failed on (the old one did not fail to read)", "n", 0),
-        Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "n", 1),
+        Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree",
+             "disagreement", "%", share=True),
+        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", "precision", share=True),
+        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds", "recall", share=True),
+        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", "F1", share=True),
+        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)", "mean IoU", share=True),
+        Gate("max_count_change", "max", lambda s: s.agreement.max_relative_count_change, "largest relative change in a label's box count",
+             "count change", "%"),
+        Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency", "p50 ratio", "x"),
+        Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "p95 latency", "ms"),
+        Gate("max_error_rate", "max", lambda s: s.error_rate, "share of requests the new version failed on", "error rate", "%", share=True),
+        Gate("max_new_errors", "max", lambda s: s.new_errors, "images the new version failed on (the old one did not fail to read)",
+             "new errors", "n", 0),
+        Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "images", "n", 1),
     )
 }
 
@@ -89,6 +95,36 @@ class GateResult:
     @property
     def message(self) -> str:
         return f"{self.gate.flag}: {self.gate.show(self.value)} (must be {self.bound_text})"
+
+    @property
+    def short(self) -> str:
+        """``error rate 40.0% > 20.0%``: for a reason in the history."""
+        op = (">" if self.gate.kind == "max" else "<") if not self.passed else ("<=" if self.gate.kind == "max" else ">=")
+        return f"{self.gate.label} {self.gate.show(self.value)} {op} {self.bound_text.split(' ', 1)[1]}"
+
+
+@dataclass(frozen=True)
+class LiveWindow:
+    """What a server's canary guard has seen of a canary: the figures the live gates read.
+
+    It answers the same attribute names as a ShadowSummary, so :func:`evaluate` judges both.
+    """
+
+    requests: int
+    new_errors: int
+    new_latency: "LatencyStats"
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.new_errors / self.requests if self.requests else None
+
+    @property
+    def compared(self) -> int:
+        return self.requests - self.new_errors
+
+
+#: The gates a live canary guard can apply (what a server sees without running the old version).
+LIVE_GATES = ("max_error_rate", "max_p95_ms", "max_new_errors")
 
 
 def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -115,7 +151,7 @@ def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, floa
     return bounds
 
 
-def evaluate(summary: ShadowSummary, bounds: Mapping[str, float]) -> list[GateResult]:
+def evaluate(summary: ShadowSummary | LiveWindow, bounds: Mapping[str, float]) -> list[GateResult]:
     """Check every bound. A figure with nothing to measure (mean IoU when neither version found a box,
     a latency ratio when a version never answered) passes as "n/a": ``min_images`` and
     ``max_new_errors`` are what stop a run with no evidence."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from mldeploy.errors import ModelUnavailableError, UsageError
 from mldeploy.models.base import ModelSpec
-from mldeploy.models.pins import verify
 from mldeploy.models.registry import Registry, missing_files_message
 from mldeploy.project import Project
-from mldeploy.rollout.state import KEEP, Change
+from mldeploy.store import KEEP, Change
 
 
 def _builtin_default(project: Project, model: str) -> str:
@@ -30,31 +29,27 @@ def promote(project: Project, spec: ModelSpec, *, reason: str = "", command: str
     missing = spec.missing_files()
     if missing and not force:
         raise ModelUnavailableError(missing_files_message(spec, missing) + "; not promoted (--force promotes anyway)")
-    if not missing:  # what goes live is pinned: a file changed later is refused when it loads
-        pinned = project.store().pins(spec.ref)
-        if pinned:
-            verify(spec, pinned)
-        else:
-            project.pin(spec)
+    if not missing and not project.check_pins(spec):  # what goes live is pinned: a file changed later is refused when it loads
+        project.pin(spec)
     return project.store().switch(spec.name, spec.version, current_default=_builtin_default(project, spec.name), action=action, reason=reason, command=command)
 
 
 def rollback(project: Project, model: str, *, reason: str = "", command: str = "") -> Change:
     registry = project.registry(with_live=False)
-    if not registry.versions(model):
-        raise UsageError(f"unknown model {model!r}; known models: {', '.join(registry.names())}")
+    registry.require(model)
     return project.store().rollback(model, current_default=registry.default_version(model), reason=reason, command=command)
 
 
-def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight: float | None = None, reason: str = "", command: str = ""):
+def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight: float | None = None, action: str = "route",
+              reason: str = "", command: str = ""):
     """Start or stop a shadow, set or clear a canary, for servers to apply. Versions are checked first.
 
     Raises:
-        UsageError: unknown model or version, a weight outside 0..100, or a version equal to the live one.
+        UnknownModelError: unknown model or version.
+        UsageError: a weight outside 0..100, or a version equal to the live one.
     """
     registry = project.registry()
-    if not registry.versions(model):
-        raise UsageError(f"unknown model {model!r}; known models: {', '.join(registry.names())}")
+    registry.require(model)
     live = registry.default_version(model)
     for role, version in (("shadow", shadow), ("canary", canary)):
         if version not in (None, KEEP):
@@ -64,7 +59,8 @@ def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight:
     if weight is not None and not 0 <= weight <= 100:
         raise UsageError(f"canary weight {weight:g} is not a percentage from 0 to 100")
     default = project.registry(with_live=False).default_version(model)
-    return project.store().set_route(model, current_default=default, shadow=shadow, canary=canary, weight=weight, reason=reason, command=command)
+    return project.store().set_route(model, current_default=default, shadow=shadow, canary=canary, weight=weight, action=action,
+                                     reason=reason, command=command)
 
 
 def resolve_version(registry: Registry, ref: str, model: str) -> ModelSpec:

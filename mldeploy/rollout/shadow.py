@@ -173,6 +173,12 @@ class ShadowSummary:
         return self.new_latency.p50 / self.old_latency.p50
 
     @property
+    def error_rate(self) -> float | None:
+        """Share of readable images the new version failed on."""
+        readable = self.images - self.unreadable
+        return self.new_errors / readable if readable else None
+
+    @property
     def p95_ratio(self) -> float | None:
         if self.new_latency.p95 is None or not self.old_latency.p95:
             return None

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mldeploy.errors import UsageError
+from mldeploy.models.registry import DEFAULT_MODEL
 
 
 @dataclass
 class ServerConfig:
     """Everything ``create_app`` needs. ``models`` are model names; the first is ``/predict``'s."""
 
-    models: list[str] = field(default_factory=lambda: ["faces", "people"])
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL, "people"])
     host: str = "127.0.0.1"
     port: int = 8000
     state_dir: Path | None = None
@@ -39,6 +40,12 @@ class ServerConfig:
     @property
     def default_model(self) -> str:
         return self.models[0]
+
+    @property
+    def canary_bounds(self) -> dict[str, float]:
+        """The live gates the canary guard applies (names of :data:`mldeploy.rollout.gates.GATES`)."""
+        bounds = {"max_error_rate": self.canary_max_error_rate, "max_p95_ms": self.canary_max_p95_ms}
+        return {name: bound for name, bound in bounds.items() if bound is not None}
 
 
 def parse_assignments(values: list[str], flag: str, with_weight: bool = False) -> dict:

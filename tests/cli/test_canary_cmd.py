@@ -2,7 +2,7 @@
 
 import json
 
-from mldeploy.rollout.state import StateStore
+from mldeploy.store import StateStore
 
 
 def history(project_dir):

@@ -87,7 +87,7 @@ def test_concurrent_promotions_from_real_processes(project_dir):
              for n, v in enumerate(versions)]
     outcomes = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, outcomes
-    from mldeploy.rollout.state import StateStore
+    from mldeploy.store import StateStore
 
     rows = StateStore(project_dir / ".mldeploy").history("faces")
     changed = [err for _, err in outcomes if "promoted" in err]

@@ -24,7 +24,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(cwd / f"server-{self.port}.log", "w+")
-        command = [sys.executable, "-m", "tests.server.launch", "serve", "--port", str(self.port), "--log-level", "warning", *args]
+        command = [sys.executable, "-m", "mldeploy", "serve", "--port", str(self.port), "--log-level", "warning", *args]
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 120

@@ -16,7 +16,7 @@ def mldeploy(project_dir, *args):
     import os
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "tests.server.launch", *args], cwd=project_dir, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "mldeploy", *args], cwd=project_dir, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -37,7 +37,7 @@ def answers(server, project_dir, **headers):
     return {name: server.post("/count-faces/", project_dir / "photos" / name, headers=headers).json() for name in PHOTOS}
 
 
-def test_a_shadow_that_raises_never_touches_the_live_answers(serve, project_dir):
+def test_a_shadow_that_raises_never_touches_the_live_answers(serve, project_dir, flaky):
     plain = serve("--model", "faces")
     expected = answers(plain, project_dir)
     plain.stop()
@@ -62,7 +62,7 @@ def test_a_shadow_started_from_the_cli_reaches_the_running_server(serve, project
     assert until(lambda: server.client.get("/models/faces/shadow").json()["pairs"][0]["compared"] == 5)
     pair = server.client.get("/models/faces/shadow").json()["pairs"][0]
     assert pair["recall"] == 0 and pair["boxes"]["missing"] == 3  # recorded in the state store...
-    from mldeploy.rollout.state import StateStore
+    from mldeploy.store import StateStore
 
     assert StateStore(project_dir / ".mldeploy").shadow_stats("faces")[0]["missing"] == 3  # ...where the CLI can read it
 
@@ -134,7 +134,7 @@ def test_admin_endpoints_need_the_token(serve, project_dir):
     assert [h["action"] for h in history] == ["promote", "route", "rollback"] and history[0]["reason"] == "try it"
 
 
-def test_the_canary_guard_rolls_back_a_failing_canary(serve, project_dir):
+def test_the_canary_guard_rolls_back_a_failing_canary(serve, project_dir, flaky):
     server = serve("--model", "faces", "--canary", "faces=flaky:100", "--canary-max-error-rate", "0.2", "--canary-min-requests", "5")
     statuses = [server.post("/count-faces/", project_dir / "photos" / name).status_code for name in PHOTOS * 2]
     assert statuses[:5] == [200, 200, 200, 500, 500]  # the canary's own failures reach its clients...

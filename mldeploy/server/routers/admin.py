@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from mldeploy.errors import AdminAuthError, UnknownModelError
+from mldeploy.errors import AdminAuthError
+from mldeploy.server.dependencies import served_model
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -44,13 +45,6 @@ class RouteBody(BaseModel):
     reason: str = ""
 
 
-def _served(request: Request, name: str):
-    deployments = request.app.state.deployments
-    if name not in deployments.plans:
-        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
-    return deployments
-
-
 def _change(dataclass_row) -> dict:
     from dataclasses import asdict
 
@@ -58,10 +52,10 @@ def _change(dataclass_row) -> dict:
 
 
 @router.post("/models/{name}/promote", dependencies=[Depends(require_token)])
-async def promote(name: str, body: PromoteBody, request: Request):
+async def promote(body: PromoteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import promote as do_promote
 
-    deployments = _served(request, name)
+    deployments = request.app.state.deployments
 
     def work():
         spec = deployments.project.registry().resolve(f"{name}@{body.version}")
@@ -74,10 +68,10 @@ async def promote(name: str, body: PromoteBody, request: Request):
 
 
 @router.post("/models/{name}/rollback", dependencies=[Depends(require_token)])
-async def rollback(name: str, request: Request, body: RollbackBody | None = None):
+async def rollback(request: Request, name: str = Depends(served_model), body: RollbackBody | None = None):
     from mldeploy.rollout.releases import rollback as do_rollback
 
-    deployments = _served(request, name)
+    deployments = request.app.state.deployments
 
     def work():
         change = do_rollback(deployments.project, name, reason=(body.reason if body else ""), command=f"POST /admin/models/{name}/rollback")
@@ -89,11 +83,11 @@ async def rollback(name: str, request: Request, body: RollbackBody | None = None
 
 
 @router.post("/models/{name}/route", dependencies=[Depends(require_token)])
-async def route(name: str, body: RouteBody, request: Request):
+async def route(body: RouteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import set_route
-    from mldeploy.rollout.state import KEEP
+    from mldeploy.store import KEEP
 
-    deployments = _served(request, name)
+    deployments = request.app.state.deployments
     given = body.model_fields_set  # a field left out keeps its current setting
 
     def work():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mldeploy.errors import UnknownModelError
+from mldeploy.compare import AgreementCounts
+from mldeploy.server.dependencies import served_model
 
 router = APIRouter(tags=["info"])
 
@@ -28,22 +29,18 @@ async def models(request: Request):
 
 
 @router.get("/models/{name}/shadow")
-async def shadow_summary(name: str, request: Request):
+async def shadow_summary(request: Request, name: str = Depends(served_model)):
     """Shadow comparisons recorded for this model (in the state store), per live/shadow pair."""
     deployments = request.app.state.deployments
-    if name not in deployments.plans:
-        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
     rows = await run_in_threadpool(deployments.shadow_stats, name)
     pairs = []
     for row in rows:
-        compared, matched = row["compared"], row["matched"]
+        counts = AgreementCounts.from_row(row)
         pairs.append({
             "live": f"{name}@{row['live_version']}", "shadow": f"{name}@{row['shadow_version']}",
-            "requests": row["requests"], "compared": compared, "errors": row["errors"], "dropped": row["dropped"],
-            "disagreeing": row["disagreeing"], "disagreement": row["disagreeing"] / compared if compared else None,
-            "precision": matched / row["new_boxes"] if row["new_boxes"] else (1.0 if compared else None),
-            "recall": matched / row["old_boxes"] if row["old_boxes"] else (1.0 if compared else None),
-            "mean_iou": row["iou_sum"] / matched if matched else None,
+            "requests": row["requests"], "compared": counts.images, "errors": row["errors"], "dropped": row["dropped"],
+            "disagreeing": counts.disagreeing_images, "disagreement": counts.disagreement,
+            "precision": counts.precision, "recall": counts.recall, "mean_iou": counts.mean_iou,
             "boxes": {k: row[k] for k in ("old_boxes", "new_boxes", "matched", "missing", "extra", "relabelled")},
             "since": row["first_at"], "updated": row["updated_at"],
         })

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mldeploy.errors import UnknownModelError
-from mldeploy.serialize import detections_to_list
+from mldeploy.report.serialize import detections_to_list
+from mldeploy.server.dependencies import served_model
 
 router = APIRouter(tags=["predict"])
 
@@ -27,13 +27,11 @@ def wants_json(request: Request, fmt: str | None) -> bool:
     return "application/json" in accept and "image/" not in accept
 
 
-async def answer(request: Request, name: str, file: UploadFile, as_json: bool, count_only: bool = False) -> Response:
+async def answer(request: Request, name: str, file: UploadFile, as_json: bool) -> Response:
     """Validate the upload, let the deployments pick and run a version (on a worker thread), respond."""
     deployments = request.app.state.deployments
-    if name not in deployments.plans:
-        raise UnknownModelError(f"model {name!r} is not served here; served: {', '.join(deployments.plans)}")
     with deployments.serving():
-        return await _answer(request, deployments, name, file, as_json or count_only)
+        return await _answer(request, deployments, name, file, as_json)
 
 
 async def _answer(request: Request, deployments, name: str, file: UploadFile, as_json: bool) -> Response:
@@ -72,13 +70,13 @@ async def predict_default(request: Request, file: UploadFile = File(...), format
 
 
 @router.post("/models/{name}/predict", summary="Detect with one served model")
-async def predict_model(name: str, request: Request, file: UploadFile = File(...), format: Optional[str] = _FORMAT):
+async def predict_model(request: Request, name: str = Depends(served_model), file: UploadFile = File(...), format: Optional[str] = _FORMAT):
     return await answer(request, name, file, wants_json(request, format))
 
 
 def count_endpoint(name: str):
     async def count(request: Request, file: UploadFile = File(...)):
-        return await answer(request, name, file, as_json=True, count_only=True)
+        return await answer(request, name, file, as_json=True)
 
     count.__name__ = f"count_{name.replace('-', '_')}"
     count.__doc__ = f"How many objects {name} finds: model, version, count and detections as JSON."

@@ -152,11 +152,29 @@ def canary_step_to_dict(step) -> dict[str, Any]:
         "requests": step.requests,
         "canary_requests": step.canary_requests,
         "verdict": step.verdict,
-        "disagreement": None if s is None else round(s.agreement.disagreement, 4),
-        "recall": None if s is None else round(s.agreement.recall, 4),
-        "precision": None if s is None else round(s.agreement.precision, 4),
+        "disagreement": None if s is None else _round(s.agreement.disagreement),
+        "recall": None if s is None else _round(s.agreement.recall),
+        "precision": None if s is None else _round(s.agreement.precision),
         "new_errors": None if s is None else s.new_errors,
         "old_p50_s": None if s is None else s.old_latency.p50,
         "new_p50_s": None if s is None else s.new_latency.p50,
         "failed_gates": [g.message for g in step.failed_gates],
     }
+
+
+def report_to_dict(report) -> dict[str, Any]:
+    """A :class:`~mldeploy.rollout.rehearsal.Report` as plain data: what ``--format json`` and ``--report`` write."""
+    out: dict[str, Any] = {
+        "kind": report.kind,
+        "passed": report.passed,
+        "settings": report.settings,
+        "summary": shadow_summary_to_dict(report.summary),
+        "gates": [gate_to_dict(g) for g in report.gates],
+    }
+    if report.timeline is not None:
+        out["timeline"] = [canary_step_to_dict(step) for step in report.timeline]
+    if report.decision is not None:
+        out["promoted"] = report.decision.promoted and not report.decision.dry_run
+    out["unmatched_inputs"] = [{"input": arg, "error": str(err)} for arg, err in report.unmatched]
+    out["images"] = [shadow_record_to_dict(r) for r in report.records]
+    return out

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from mldeploy.errors import NothingToRollBackError, StateError
-from mldeploy.rollout.state import StateStore
+from mldeploy.store import StateStore
 
 
 def test_reading_creates_nothing(tmp_path):
@@ -130,7 +130,7 @@ def test_concurrent_processes_lose_no_row_and_keep_the_chain(tmp_path):
 
 
 def test_routes_and_their_history(tmp_path):
-    from mldeploy.rollout.state import KEEP, Route
+    from mldeploy.store import KEEP, Route
 
     store = StateStore(tmp_path / "state")
     assert store.routes() == {} and store.snapshot() == ({}, {})
@@ -158,11 +158,11 @@ def test_shadow_counters_add_up(tmp_path):
 
 
 def test_a_schema_1_file_is_migrated_in_place(tmp_path):
-    from mldeploy.rollout import state as state_module
+    from mldeploy.store import db as state_module, releases
 
     store = StateStore(tmp_path)
     db = sqlite3.connect(store.path)
-    db.executescript(state_module._SCHEMA_V1)
+    db.executescript(releases.SCHEMA)
     db.execute("INSERT INTO history (model, from_version, to_version, action, at) VALUES ('faces', 'v1', 'v2', 'promote', 'then')")
     db.execute("INSERT INTO live VALUES ('faces', 'v2', 'then', 1)")
     db.execute("PRAGMA user_version = 1")

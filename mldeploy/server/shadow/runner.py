@@ -10,8 +10,7 @@ enough, the bounded queue in front of it drops jobs (counted). A separate proces
 that crashes (a segfault in a native library) away from the live answers.
 
 The child is started with ``spawn`` (forking a process that already runs threads is unsafe); each job
-carries the version's spec and its backend's import path, so the child loads exactly what the parent
-would, once, and keeps it.
+carries the version's spec, so the child loads exactly what the parent would, once, and keeps it.
 """
 
 from __future__ import annotations
@@ -44,16 +43,15 @@ class ShadowAnswer:
 
 def _child(jobs, answers) -> None:  # pragma: no cover - runs in the child process
     os.nice(19)
-    from mldeploy.models import load_detector, registry
+    from mldeploy.models import load_detector
     from mldeploy.pipeline import run_detector
 
     while True:
         job = jobs.get()
         if job is None:
             return
-        spec, backend, image = job
+        spec, image = job
         try:
-            registry.BACKENDS.setdefault(spec.backend, backend)
             detections, seconds = run_detector(load_detector(spec), image)
             answers.put(((detections.xyxy, detections.confidence, detections.class_id, detections.label, detections.image_size), seconds, None))
         except MldeployError as exc:
@@ -81,11 +79,9 @@ class ShadowRunner:
         self._process.start()
 
     def run(self, spec: ModelSpec, image: np.ndarray) -> ShadowAnswer:
-        from mldeploy.models.registry import BACKENDS
-
         if not self._process.is_alive():
             self.start()
-        self._jobs.put((spec, BACKENDS[spec.backend], image))
+        self._jobs.put((spec, image))
         self._busy = True
         running = 0.0  # seconds the child was allowed to run: time paused does not count
         try:

@@ -1,99 +1,25 @@
-"""Reports a CI job keeps: JSON (every image), JUnit XML (one case per image and per gate), HTML.
+"""The HTML report: a folder with ``index.html`` and ``images/`` (old and new side by side).
 
-Every file is written to a temporary name and renamed into place, so a crash never leaves half a
-report; nothing is ever written over an input image, and an HTML folder is replaced only when it is
-empty or an earlier mldeploy report (it carries a marker file).
+The folder is built next to its destination and renamed into place, so a crash never leaves half a
+report; nothing is ever written over an input image, and a folder is replaced only when it is empty or
+an earlier mldeploy report (it carries a marker file).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 import tempfile
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from mldeploy.errors import MldeployError, OutputError
-from mldeploy.fileio import atomic_write
-from mldeploy.rollout.gates import GateResult
-from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, most_disagreeing
-from mldeploy.serialize import gate_to_dict, shadow_record_to_dict, shadow_summary_to_dict
+from mldeploy.report import formats as fmt
+from mldeploy.rollout.rehearsal import Report
+from mldeploy.rollout.shadow import ShadowRecord, most_disagreeing
 
 HTML_MARKER = ".mldeploy-report"
-
-
-@dataclass
-class Report:
-    """What every writer needs: the records, their summary, the gates, and the run's settings."""
-
-    kind: str  # "shadow" or "canary"
-    records: Sequence[ShadowRecord]
-    summary: ShadowSummary
-    gates: list[GateResult]
-    settings: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the canary's timeline
-
-    @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.gates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "passed": self.passed,
-            "settings": self.settings,
-            "summary": shadow_summary_to_dict(self.summary),
-            "gates": [gate_to_dict(g) for g in self.gates],
-            **self.extra,
-            "images": [shadow_record_to_dict(r) for r in self.records],
-        }
-
-
-def write_json(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
-    return atomic_write(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"), protect)
-
-
-def junit_xml(report: Report) -> bytes:
-    """JUnit XML: suite ``gates`` (a case per gate) and suite ``images`` (a case per image; a failure
-    when the versions disagree on it, an error when it could not be read or a version raised)."""
-    root = ET.Element("testsuites", name=f"mldeploy {report.kind} {report.summary.old} -> {report.summary.new}")
-    gates = ET.SubElement(root, "testsuite", name="gates")
-    for g in report.gates:
-        case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)
-        if not g.passed:
-            ET.SubElement(case, "failure", message=g.message, type="GateFailed").text = g.gate.what
-    images = ET.SubElement(root, "testsuite", name="images")
-    for r in report.records:
-        seconds = (r.old.seconds + r.new.seconds) if r.input_error is None else 0.0
-        case = ET.SubElement(images, "testcase", classname=f"mldeploy.{report.kind}.images", name=r.source, time=f"{seconds:.4f}")
-        if r.input_error is not None:
-            ET.SubElement(case, "error", message=str(r.input_error), type=type(r.input_error).__name__)
-        elif not (r.old.ok and r.new.ok):
-            for side in (r.old, r.new):
-                if not side.ok:
-                    ET.SubElement(case, "error", message=f"{side.model}: {side.error}", type=type(side.error).__name__)
-        elif not r.comparison.agrees:
-            c = r.comparison
-            message = f"{len(c.missing)} missing, {len(c.extra)} extra, {len(c.relabelled)} relabelled ({len(c.old)} old boxes, {len(c.new)} new)"
-            ET.SubElement(case, "failure", message=message, type="Disagreement").text = json.dumps(shadow_record_to_dict(r)["comparison"])
-    for suite in (gates, images):
-        cases = list(suite)
-        suite.set("tests", str(len(cases)))
-        suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
-        suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
-    root.set("tests", str(len(report.gates) + len(report.records)))
-    root.set("failures", str(int(gates.get("failures")) + int(images.get("failures"))))
-    root.set("errors", images.get("errors"))
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
-
-
-def write_junit(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
-    return atomic_write(path, junit_xml(report), protect)
 
 
 def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_images: int = 200) -> Path:
@@ -179,8 +105,6 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     s = report.summary
     a = s.agreement
     esc = html.escape
-    ms = lambda v: "n/a" if v is None else f"{v * 1000:.1f} ms"  # noqa: E731
-    ratio = lambda v: "n/a" if v is None else f"{v:.2f}x"  # noqa: E731
     verdict = '<span class="verdict pass">PASS</span>' if report.passed else '<span class="verdict fail">FAIL</span>'
     gates = _rows(
         [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(g.bound_text),
@@ -191,12 +115,12 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
         [
             ("images", s.images), ("compared (both versions answered)", s.compared), ("unreadable images", s.unreadable),
             (f"errors of {esc(s.old)}", s.old_errors), (f"errors of {esc(s.new)}", s.new_errors),
-            ("images with any disagreement", f"{a.disagreeing_images} ({a.disagreement * 100:.1f}%)"),
-            ("precision (new boxes matching old)", f"{a.precision:.3f}"), ("recall (old boxes found again)", f"{a.recall:.3f}"),
-            ("F1", f"{a.f1:.3f}"), ("mean IoU of matches", "n/a" if a.mean_iou is None else f"{a.mean_iou:.3f}"),
+            ("images with any disagreement", f"{a.disagreeing_images} ({fmt.share(a.disagreement)})"),
+            ("precision (new boxes matching old)", fmt.score(a.precision)), ("recall (old boxes found again)", fmt.score(a.recall)),
+            ("F1", fmt.score(a.f1)), ("mean IoU of matches", fmt.score(a.mean_iou)),
             ("boxes old / new / matched", f"{a.old_boxes} / {a.new_boxes} / {a.matched}"),
-            ("latency p50 old / new", f"{ms(s.old_latency.p50)} / {ms(s.new_latency.p50)} ({ratio(s.latency_ratio)})"),
-            ("latency p95 old / new", f"{ms(s.old_latency.p95)} / {ms(s.new_latency.p95)} ({ratio(s.p95_ratio)})"),
+            ("latency p50 old / new (ms)", f"{fmt.ms(s.old_latency.p50)} / {fmt.ms(s.new_latency.p50)} ({fmt.ratio(s.latency_ratio)})"),
+            ("latency p95 old / new (ms)", f"{fmt.ms(s.old_latency.p95)} / {fmt.ms(s.new_latency.p95)} ({fmt.ratio(s.p95_ratio)})"),
         ],
         ("", "value"),
     )
@@ -211,11 +135,12 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
         for r in report.records if r.input_error is not None or not (r.old.ok and r.new.ok)
     ]
     timeline = ""
-    if "timeline" in report.extra:
+    if report.timeline is not None:
         timeline = "<h2>Canary timeline</h2>" + _rows(
-            [(f"{t['share']:g}%", t["canary_requests"], "n/a" if t.get("disagreement") is None else f"{t['disagreement'] * 100:.1f}%",
-              t.get("new_errors", ""), ms(t.get("new_p50_s")), esc(t["verdict"])) for t in report.extra["timeline"]],
-            ("step", "canary requests", "disagreement", "errors", "new p50", "verdict"),
+            [(f"{t.share:g}%", t.canary_requests, fmt.share(t.summary.agreement.disagreement) if t.summary else "",
+              t.summary.new_errors if t.summary else "", fmt.ms(t.summary.new_latency.p50) if t.summary else "", esc(t.verdict))
+             for t in report.timeline],
+            ("step", "canary requests", "disagreement", "errors", "new p50 (ms)", "verdict"),
         )
     shown = len(figures)
     more = f" The {shown} most disagreeing are shown." if shown < disagreeing else ""

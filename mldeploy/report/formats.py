@@ -1,0 +1,21 @@
+"""How figures read in every report: one formatter per kind of figure, "n/a" when there is no evidence."""
+
+from __future__ import annotations
+
+
+def ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def share(value: float | None) -> str:
+    """A share from 0 to 1 as a percentage."""
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def score(value: float | None) -> str:
+    """Precision, recall, F1, IoU: three decimals."""
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,141 @@
+"""Rich tables for people: ``detect``'s results and a rehearsal's summary, labels, images, gates and timeline.
+
+Every table takes typed results (a :class:`~mldeploy.pipeline.DetectionResult`, a
+:class:`~mldeploy.rollout.rehearsal.Report`) and returns ``rich`` renderables; printing is the caller's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from rich.markup import escape
+from rich.table import Table
+
+from mldeploy.report import formats as fmt
+
+if TYPE_CHECKING:
+    from mldeploy.pipeline import DetectionResult, RunSummary
+    from mldeploy.rollout.rehearsal import Report
+
+
+def _red(n: int) -> str:
+    return f"[red]{n}[/]" if n else "0"
+
+
+# -- detect ------------------------------------------------------------------------------------------
+def detections_table(result: DetectionResult) -> Table:
+    dets = result.detections
+    table = Table(title=f"{escape(result.source)}: {len(dets)} found by {escape(result.model)}", title_justify="left")
+    for column, justify in (("#", "right"), ("label", "left"), ("confidence", "right"), ("box x1, y1, x2, y2", "left")):
+        table.add_column(column, justify=justify)
+    for i, (box, score, label) in enumerate(zip(dets.xyxy, dets.confidence, dets.label), 1):
+        table.add_row(str(i), escape(str(label)), f"{score:.3f}", ", ".join(f"{v:.0f}" for v in box))
+    if result.saved_to:
+        table.caption = f"saved to {escape(str(result.saved_to))}"
+    return table
+
+
+def images_table(results: Sequence[DetectionResult]) -> Table:
+    table = Table(title=f"{len(results)} images, {escape(results[0].model)}", title_justify="left")
+    for column, justify in (("image", "left"), ("found", "right"), ("labels", "left"), ("ms", "right")):
+        table.add_column(column, justify=justify)
+    for result in results:
+        counts = ", ".join(f"{escape(str(k))} x{v}" for k, v in result.detections.counts().items())
+        table.add_row(escape(result.source), str(len(result.detections)), counts, f"{result.seconds * 1000:.0f}")
+    return table
+
+
+def run_summary_table(summary: RunSummary) -> Table:
+    table = Table(title="summary", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("model", escape(summary.model))
+    table.add_row("images", str(summary.images))
+    table.add_row("failed", _red(summary.failed))
+    table.add_row("detections", str(summary.detections))
+    for label, count in summary.per_label.most_common():
+        table.add_row(f"  {escape(str(label))}", str(count))
+    table.add_row("time", f"{summary.wall_seconds:.2f} s ({summary.images_per_second:.1f} images/s)")
+    return table
+
+
+# -- shadow and canary ---------------------------------------------------------------------------------
+def rehearsal_tables(report: Report, top: int) -> list[Table]:
+    """The canary timeline (for a canary), summary, per label, the most disagreeing images, and the gates."""
+    from mldeploy.rollout.shadow import most_disagreeing
+
+    tables = [timeline_table(report)] if report.timeline is not None else []
+    tables.append(_summary_table(report))
+    a = report.summary.agreement
+    if a.per_label:
+        tables.append(_labels_table(report))
+    worst = most_disagreeing(report.records, top)
+    if worst:
+        images = Table(title=f"most disagreeing images ({len(worst)} of {a.disagreeing_images})", title_justify="left")
+        for column in ("image", "old", "new", "matched", "missing", "extra", "relabelled", "mean IoU"):
+            images.add_column(column, justify="left" if column == "image" else "right", overflow="fold")
+        for rec in worst:
+            c = rec.comparison
+            images.add_row(escape(rec.source), str(len(c.old)), str(len(c.new)), str(len(c.matched)), _red(len(c.missing)), _red(len(c.extra)),
+                           _red(len(c.relabelled)), fmt.score(c.mean_iou))
+        tables.append(images)
+    if report.gates:
+        gates = Table(title="gates", title_justify="left")
+        for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("result", "left")):
+            gates.add_column(column, justify=justify)
+        for g in report.gates:
+            gates.add_row(g.gate.flag, g.gate.show(g.value), g.bound_text, "[green]pass[/]" if g.passed else "[bold red]FAIL[/]")
+        tables.append(gates)
+    return tables
+
+
+def _summary_table(report: Report) -> Table:
+    s, a = report.summary, report.summary.agreement
+    scope = "shadow" if report.kind == "shadow" else "canary requests"
+    summary = Table(title=f"{scope}: {escape(s.old)} (old) vs {escape(s.new)} (new), IoU >= {s.iou_threshold:g}", title_justify="left")
+    for column, justify in (("", "left"), ("old", "right"), ("new", "right"), ("new / old", "right")):
+        summary.add_column(column, justify=justify)
+    summary.add_row("images answered", str(s.images - s.unreadable - s.old_errors), str(s.images - s.unreadable - s.new_errors), "")
+    summary.add_row("errors", _red(s.old_errors), _red(s.new_errors), "")
+    summary.add_row("boxes", str(a.old_boxes), str(a.new_boxes), f"{a.new_boxes - a.old_boxes:+d}")
+    summary.add_row("latency p50 (ms)", fmt.ms(s.old_latency.p50), fmt.ms(s.new_latency.p50), fmt.ratio(s.latency_ratio))
+    summary.add_row("latency p95 (ms)", fmt.ms(s.old_latency.p95), fmt.ms(s.new_latency.p95), fmt.ratio(s.p95_ratio))
+    summary.add_section()
+    summary.add_row("compared images", "", str(s.compared), "")
+    summary.add_row("images with disagreement", "", f"{a.disagreeing_images} ({fmt.share(a.disagreement)})", "")
+    summary.add_row("boxes matched / missing / extra / relabelled", "", f"{a.matched} / {a.missing} / {a.extra} / {a.relabelled}", "")
+    summary.add_row("precision / recall / F1", "", f"{fmt.score(a.precision)} / {fmt.score(a.recall)} / {fmt.score(a.f1)}", "")
+    summary.add_row("mean IoU of matches", "", fmt.score(a.mean_iou), "")
+    if s.unreadable:
+        summary.add_row("unreadable images", "", _red(s.unreadable), "")
+    return summary
+
+
+def _labels_table(report: Report) -> Table:
+    labels = Table(title="per label", title_justify="left")
+    for column in ("label", "old", "new", "change", "matched", "missing", "extra", "relabelled", "recall", "precision"):
+        labels.add_column(column, justify="left" if column == "label" else "right")
+    for label, x in report.summary.agreement.per_label.items():
+        change = f"[red]{x.count_change:+d}[/]" if x.count_change else "0"
+        labels.add_row(escape(label), str(x.old), str(x.new), change, str(x.matched), str(x.missing), str(x.extra), str(x.relabelled),
+                       fmt.score(x.recall), fmt.score(x.precision))
+    return labels
+
+
+def timeline_table(report: Report) -> Table:
+    s = report.summary
+    table = Table(title=f"canary: {escape(s.old)} -> {escape(s.new)}", title_justify="left")
+    for column in ("step", "share", "requests", "to canary", "disagreement", "recall", "errors", "p50 old / new (ms)", "verdict"):
+        table.add_column(column, justify="left" if column == "verdict" else "right")
+    styles = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
+    for n, step in enumerate(report.timeline, 1):
+        x = step.summary
+        if x is None:
+            cells = ["", "", "", ""]
+        else:
+            latency = f"{fmt.ms(x.old_latency.p50)} / {fmt.ms(x.new_latency.p50)}"
+            cells = [fmt.share(x.agreement.disagreement), fmt.score(x.agreement.recall), str(x.new_errors), latency]
+        ran = step.verdict != "not run"
+        verdict = styles[step.verdict] + ("" if not step.failed_gates else ": " + escape("; ".join(g.message for g in step.failed_gates)))
+        table.add_row(str(n), f"{step.share:g}%", str(step.requests) if ran else "", str(step.canary_requests) if ran else "", *cells, verdict)
+    return table

@@ -1,0 +1,151 @@
+"""A rehearsal: what ``mldeploy shadow`` and ``mldeploy canary`` do, as library functions.
+
+:func:`prepare` resolves the versions, the images, the labels and the gate bounds; :func:`shadow` and
+:func:`canary` replay and return a :class:`Report`, the one typed result that every renderer (rich
+tables, JSON, JUnit, HTML) reads. The canary's decision (promote, or roll back and say why) is made
+here, not in the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from mldeploy.errors import MldeployError, UsageError
+from mldeploy.models.base import Detector, ModelSpec
+from mldeploy.models.registry import DEFAULT_MODEL, parse_classes
+from mldeploy.pipeline import ImageInput, collect_inputs
+from mldeploy.project import Project
+from mldeploy.rollout.canary import StepResult, parse_steps, run_canary
+from mldeploy.rollout.gates import GateResult, evaluate, resolve_bounds
+from mldeploy.rollout.releases import promote, resolve_version
+from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
+from mldeploy.store import Change
+
+
+@dataclass(frozen=True)
+class CanaryDecision:
+    """What a canary rehearsal did with the live version (or would have, with ``dry_run``)."""
+
+    promoted: bool  # True: the new version went live; False: the old one stays (or is live again)
+    target: str  # the ref made (or kept) live
+    reason: str
+    dry_run: bool
+    change: Change | None = None  # the history row written (None on a dry run)
+
+
+@dataclass
+class Report:
+    """What every renderer needs: the records, their summary, the gates, and the run's settings."""
+
+    kind: str  # "shadow" or "canary"
+    records: Sequence[ShadowRecord]
+    summary: ShadowSummary
+    gates: list[GateResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+    timeline: list[StepResult] | None = None  # a canary's steps, in order
+    decision: CanaryDecision | None = None
+    unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
+    wall_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    @property
+    def input_errors(self) -> bool:
+        """Some inputs could not be read, or the old version failed on some (exit 1 when the gates pass)."""
+        s = self.summary
+        return bool(self.unmatched or s.unreadable or s.old_errors)
+
+
+@dataclass
+class Rehearsal:
+    """What shadow and canary set up the same way before replaying."""
+
+    project: Project
+    old_spec: ModelSpec
+    new_spec: ModelSpec
+    images: list[ImageInput]
+    unmatched: list[tuple[str, MldeployError]]
+    labels: list[str] | None
+    bounds: dict[str, float]
+
+    @property
+    def old(self) -> Detector:
+        return self.project.load(self.old_spec)  # pins checked; loaded once per process, on first use
+
+    @property
+    def new(self) -> Detector:
+        return self.project.load(self.new_spec)
+
+    def settings(self, iou: float, **extra: Any) -> dict[str, Any]:
+        return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "classes": self.labels, **extra}
+
+
+def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
+            classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None,
+            outputs: Sequence[Path | None] = (), html: Path | None = None) -> Rehearsal:
+    """Resolve versions, images, labels and gate bounds (the versions load when first used).
+
+    An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
+    not replay the previous report's pictures.
+
+    Raises:
+        UsageError: no images, or a report file that would overwrite an input image.
+    """
+    registry = project.registry()
+    old_spec = resolve_version(registry, old or model, model)
+    new_spec = resolve_version(registry, new, model)
+    labels = parse_classes(classes, old_spec, new_spec)
+    bounds = resolve_bounds(gate_flags or {}, project.gate_defaults())
+    images, unmatched = collect_inputs(paths, exclude=html)
+    if not images:
+        raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
+    inputs = {item.path.resolve() for item in images}
+    for target in (Path(p) for p in outputs if p is not None):
+        if target.resolve() in inputs:
+            raise UsageError(f"refusing to write a report over input image {target}")
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, bounds)
+
+
+def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+    """Replay every image through both versions and judge the gates."""
+    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, labels=r.labels, workers=workers, on_record=on_record)
+    return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers),
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds)
+
+
+def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
+           on_step: Callable[[StepResult], None] | None = None) -> Report:
+    """Walk the steps; the first failing one stops the rollout. Then promote the new version, or keep
+    (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
+
+    Raises:
+        UsageError: bad steps, the same version twice, two different models without ``dry_run``, or no
+            step that sent any image to the canary.
+    """
+    shares = parse_steps(steps)
+    if r.old_spec.name != r.new_spec.name and not dry_run:
+        raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
+    if r.old_spec.ref == r.new_spec.ref:
+        raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
+    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, labels=r.labels, salt=salt, workers=workers, on_step=on_step)
+    evaluated = [s for s in run.steps if s.summary is not None]
+    if not evaluated:
+        raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
+    last = run.failed_step or evaluated[-1]
+    if run.passed:
+        action, target, reason = "canary-promote", r.new_spec, f"canary passed every step ({steps}) on {len(run.records)} requests"
+    else:
+        action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
+    change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
+    decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
+    settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
+    return Report("canary", run.records, last.summary, last.gates, settings, timeline=run.steps, decision=decision,
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds)

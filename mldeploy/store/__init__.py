@@ -1,0 +1,42 @@
+"""The state store: live versions and their history, server routes, shadow counters, pinned digests.
+
+Opened from a location: a folder (``.mldeploy``, holding ``state.db``) or a URL-like string
+(``sqlite:///abs/folder``, ``sqlite:relative/folder``). A scheme names the module that
+implements it in :data:`SCHEMES`, the way uvicorn picks its protocols by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from mldeploy.errors import UsageError
+from mldeploy.store.releases import ACTIONS, Change
+from mldeploy.store.routes import KEEP, Route
+from mldeploy.store.sqlite import SQLiteStore
+
+#: URL scheme -> "module:Class" of the store that serves it.
+SCHEMES = {"sqlite": "mldeploy.store.sqlite:SQLiteStore"}
+
+#: The default store (tests and most code use it directly with a folder).
+StateStore = SQLiteStore
+
+
+def open_store(location: str | Path):
+    """The store at ``location``: a folder path, or ``SCHEME:PATH`` / ``SCHEME://...``.
+
+    Raises:
+        UsageError: a scheme no store serves.
+    """
+    text = str(location)
+    scheme, sep, rest = text.partition(":")
+    if not sep or isinstance(location, Path) or len(scheme) < 2 or "/" in scheme or "\\" in scheme:
+        return SQLiteStore(Path(location))  # a plain folder (or a Windows drive letter)
+    if scheme not in SCHEMES:
+        raise UsageError(f"state location {text!r}: no store for {scheme!r} (known: {', '.join(SCHEMES)})")
+    module, _, name = SCHEMES[scheme].partition(":")
+    path = Path(rest[2:] if rest.startswith("//") else rest)
+    return getattr(importlib.import_module(module), name)(path)
+
+
+__all__ = ["ACTIONS", "KEEP", "SCHEMES", "Change", "Route", "SQLiteStore", "StateStore", "open_store"]

@@ -1,0 +1,78 @@
+"""Live routing for running servers: a shadow version, a canary version and its weight, per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mldeploy.store.common import has_table, now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS routing (
+    model TEXT PRIMARY KEY,
+    shadow_version TEXT,
+    canary_version TEXT,
+    canary_weight REAL NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+);
+"""
+
+KEEP = object()  # set_route: leave this part of the route as it is
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a running server splits one model's traffic besides its live version."""
+
+    shadow_version: str | None = None
+    canary_version: str | None = None
+    canary_weight: float = 0.0
+
+    def describe(self) -> str:
+        canary = f"{self.canary_version} at {self.canary_weight:g}%" if self.canary_version else "off"
+        return f"shadow {self.shadow_version or 'off'}, canary {canary}"
+
+
+class RoutesTable:
+    """The ``routing`` table (a mixin of the store; its changes are history rows too)."""
+
+    def routes(self) -> dict[str, Route]:
+        """Models with a shadow or a canary set, and how."""
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, Route]]:
+        """Live versions and routes, read together (one transaction)."""
+        with self._read() as db:
+            if db is None:
+                return {}, {}
+            db.execute("BEGIN")
+            try:
+                live = dict(db.execute("SELECT model, version FROM live").fetchall())
+                rows = db.execute("SELECT model, shadow_version, canary_version, canary_weight FROM routing").fetchall() if has_table(db, "routing") else []
+            finally:
+                db.execute("COMMIT")
+        return live, {m: Route(s, c, float(w)) for m, s, c, w in rows if s or c}
+
+    def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
+                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "") -> Route:
+        """Start or stop a shadow, set or clear a canary (``weight`` in percent); ``KEEP`` leaves a part as it is.
+
+        Each change appends a history row (from = to = the live version, so rollback skips it)."""
+        with self._transaction() as db:
+            live = self._live_in(db, model) or current_default
+            row = db.execute("SELECT shadow_version, canary_version, canary_weight FROM routing WHERE model = ?", (model,)).fetchone()
+            route = Route(*row) if row else Route()
+            route = Route(
+                route.shadow_version if shadow is KEEP else shadow,
+                route.canary_version if canary is KEEP else canary,
+                float(weight) if weight is not None else (0.0 if canary is None else route.canary_weight),
+            )
+            if route.canary_version is None:
+                route = Route(route.shadow_version, None, 0.0)
+            db.execute(
+                "INSERT INTO routing (model, shadow_version, canary_version, canary_weight, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(model) DO UPDATE SET shadow_version = excluded.shadow_version, canary_version = excluded.canary_version, "
+                "canary_weight = excluded.canary_weight, updated_at = excluded.updated_at",
+                (model, route.shadow_version, route.canary_version, route.canary_weight, now()),
+            )
+            self._append(db, model, live, live, action, reason or route.describe(), command, move_live=False)
+            return route

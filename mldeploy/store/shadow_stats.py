@@ -1,0 +1,65 @@
+"""The counters a running server's live shadow accumulates, per model and live/shadow pair.
+
+The agreement columns are :class:`~mldeploy.compare.AgreementCounts`' row (that type converts to and
+from it); ``requests``, ``errors`` and ``dropped`` say how much of the traffic the shadow saw.
+"""
+
+from __future__ import annotations
+
+from mldeploy.compare import AgreementCounts
+from mldeploy.store.common import has_table, now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS shadow_stats (
+    model TEXT NOT NULL,
+    live_version TEXT NOT NULL,
+    shadow_version TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    compared INTEGER NOT NULL DEFAULT 0,
+    disagreeing INTEGER NOT NULL DEFAULT 0,
+    old_boxes INTEGER NOT NULL DEFAULT 0,
+    new_boxes INTEGER NOT NULL DEFAULT 0,
+    matched INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0,
+    extra INTEGER NOT NULL DEFAULT 0,
+    relabelled INTEGER NOT NULL DEFAULT 0,
+    iou_sum REAL NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    first_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (model, live_version, shadow_version)
+);
+"""
+
+#: Columns a server adds to: the agreement counts and the coverage of the traffic.
+COVERAGE = ("requests", "errors", "dropped")
+SHADOW_COUNTERS = tuple(AgreementCounts.ROW_COLUMNS.values()) + COVERAGE
+
+
+class ShadowStatsTable:
+    """The ``shadow_stats`` table (a mixin of the store)."""
+
+    def add_shadow_stats(self, model: str, live_version: str, shadow_version: str, counts: dict[str, float]) -> None:
+        """Add a server's shadow counters (deltas, by column) for one live/shadow pair."""
+        unknown = set(counts) - set(SHADOW_COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown shadow counters {sorted(unknown)}")
+        stamp = now()
+        columns = list(counts)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO shadow_stats (model, live_version, shadow_version, {', '.join(columns)}, first_at, updated_at) "
+                f"VALUES (?, ?, ?, {', '.join('?' for _ in columns)}, ?, ?) ON CONFLICT(model, live_version, shadow_version) DO UPDATE SET "
+                + ", ".join(f"{c} = {c} + excluded.{c}" for c in columns) + ", updated_at = excluded.updated_at",
+                (model, live_version, shadow_version, *[counts[c] for c in columns], stamp, stamp),
+            )
+
+    def shadow_stats(self, model: str) -> list[dict]:
+        """Accumulated shadow counters of ``model``, one row (a dict by column) per live/shadow pair, newest first."""
+        with self._read() as db:
+            if db is None or not has_table(db, "shadow_stats"):
+                return []
+            cursor = db.execute("SELECT * FROM shadow_stats WHERE model = ? ORDER BY updated_at DESC", (model,))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
