@@ -29,14 +29,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ENV, build_folder, mldeploy_command, timed
+
 MODELS = ["faces@v1", "faces@v2", "faces-haar@default", "people@hog", "cats@haar"]
 SIZES = (320, 480, 640, 768, 896, 1024, 1152, 1280)  # longest side, pixels
 QUICK_SIZES = (320, 640, 1024)
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 # Runs argv[2:], writes "peak-RSS-KiB wall-seconds" to argv[1], exits with the child's status.
 LAUNCHER = (
@@ -46,25 +45,6 @@ LAUNCHER = (
 )
 
 
-def build_folder(folder: Path, sizes: tuple[int, ...]) -> None:
-    from PIL import Image
-
-    for photo in sorted((ROOT / "sample_images").glob("*.jpg")):
-        with Image.open(photo) as img:
-            img = img.convert("RGB")
-            for side in sizes:
-                scale = side / max(img.size)
-                resized = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
-                resized.save(folder / f"{photo.stem}_{side}.jpg", quality=90)
-
-
-def timed(fn):
-    """(result, wall seconds, CPU seconds of this process, all threads) of ``fn()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
-
-
 def worker(ref: str, folder: str, repeats: int) -> None:
     """In-process measurements of one model; prints one JSON line."""
     from mldeploy.images import read_image
@@ -72,7 +52,8 @@ def worker(ref: str, folder: str, repeats: int) -> None:
     from mldeploy.pipeline import collect_inputs, detect_images
 
     inputs, _ = collect_inputs([folder])
-    images, decode_s, _ = timed(lambda: [read_image(item.path) for item in inputs])
+    decoding = timed(lambda: [read_image(item.path) for item in inputs])
+    images, decode_s = decoding.result, decoding.wall
     spec = default_registry().resolve(ref)
     detector = load_detector(spec)
     detector._predict(images[0], spec.conf)  # warm-up
@@ -80,8 +61,9 @@ def worker(ref: str, folder: str, repeats: int) -> None:
     for _ in range(repeats):
         raw.append(timed(lambda: [detector._predict(image, spec.conf) for image in images]))
         pipe.append(timed(lambda: list(detect_images(inputs, detector))))
-    raw_out, raw_s, raw_cpu = min(raw, key=lambda r: r[1])
-    results, pipe_s, pipe_cpu = min(pipe, key=lambda r: r[1])
+    best_raw, best_pipe = min(raw, key=lambda t: t.wall), min(pipe, key=lambda t: t.wall)
+    raw_out, raw_s, raw_cpu = best_raw.result, best_raw.wall, best_raw.cpu
+    results, pipe_s, pipe_cpu = best_pipe.result, best_pipe.wall, best_pipe.cpu
     print(json.dumps({
         "images": len(images),
         "megapixels": sum(im.shape[0] * im.shape[1] for im in images) / 1e6,
@@ -105,11 +87,6 @@ def run_measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, fl
         proc = run([sys.executable, "-c", LAUNCHER, report.name, *cmd])
         kib, wall = report.read().split()
     return proc, float(wall), int(kib) / 1024  # ru_maxrss is in KiB on Linux
-
-
-def mldeploy_command() -> list[str]:
-    script = Path(sys.executable).with_name("mldeploy")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "mldeploy"]
 
 
 def bench_model(ref: str, folder: Path, repeats: int) -> dict:

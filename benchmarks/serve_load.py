@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,13 @@ import threading
 import time
 from pathlib import Path
 
+import common
+from common import ROOT, free_port
+
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+ENV = {**common.ENV, "PYTHONPATH": str(ROOT)}
 
 NAIVE_APP = '''
 import io, os, shutil
@@ -65,12 +66,6 @@ def predict(file: UploadFile = File(...)):
     cv2.imwrite(path, image)
     return StreamingResponse(open(path, "rb"), media_type="image/jpeg")
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(command: list[str], cwd: Path, port: int) -> subprocess.Popen:

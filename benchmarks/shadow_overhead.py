@@ -27,33 +27,14 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from common import build_folder, timed
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parent.parent
 PAIRS = "faces@v1:faces@v2,faces@v1:faces-haar@default"
 SIZES = (320, 384, 448, 512, 576, 640, 704, 768)  # longest side, pixels
 MODES = ((1, "sequential"), (2, "parallel"))
-
-
-def build_folder(folder: Path, count: int) -> None:
-    """``count`` JPEGs: the sample photos in turn, each time at the next size."""
-    from PIL import Image
-
-    photos = sorted((ROOT / "sample_images").glob("*.jpg"))
-    for i in range(count):
-        photo, side = photos[i % len(photos)], SIZES[(i // len(photos)) % len(SIZES)]
-        with Image.open(photo) as img:
-            scale = side / max(img.size)
-            img = img.convert("RGB").resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
-            img.save(folder / f"{i:03d}_{photo.stem}_{side}.jpg", quality=90)
-
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
 
 
 def measure(pair: str, images, repeat: int, registry, out: Path) -> dict:
@@ -77,26 +58,27 @@ def measure(pair: str, images, repeat: int, registry, out: Path) -> dict:
         runs["old"].append(timed(lambda: list(detect_images(images, old))))
         runs["new"].append(timed(lambda: list(detect_images(images, new))))
         for workers, mode in MODES:
-            wall, run = timed(lambda: run_shadow(images, old, new, iou_threshold=0.5, workers=workers, warm_up=False))
-            runs[mode].append((wall, run))
+            shadow = timed(lambda: run_shadow(images, old, new, iou_threshold=0.5, workers=workers, warm_up=False))
+            runs[mode].append(shadow)
+            run = shadow.result
             doc = Report("shadow", run.records, run.summary, evaluate(run.summary, resolve_bounds({}, {})), {})
-            reports[mode].append(timed(lambda: (write_json(out / "shadow.json", doc), write_junit(out / "shadow.xml", doc)))[0])
+            reports[mode].append(timed(lambda: (write_json(out / "shadow.json", doc), write_junit(out / "shadow.xml", doc))).wall)
             if workers == 1:
-                html.append(timed(lambda: write_html(out / "html", doc))[0])
-    best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
+                html.append(timed(lambda: write_html(out / "html", doc)).wall)
+    best = {k: min(v, key=lambda t: t.wall) for k, v in runs.items()}
     f = {"pair": pair, "html": min(html), "problems": []}
     for side in ("old", "new"):
-        wall, results = best[side]
+        wall, results = best[side].wall, best[side].result
         f[side] = {"wall": wall, "p50": statistics.median(r.seconds for r in results if r.ok)}
         boxes = sum(len(r.detections) for r in results if r.ok)
         for _, mode in MODES:
-            run = best[mode][1]
+            run = best[mode].result
             shadow_boxes = sum(len(getattr(r, side).detections) for r in run.records if getattr(r, side).ok)
             if shadow_boxes != boxes:
                 f["problems"].append(f"{mode} shadow: {side} version found {shadow_boxes} boxes, bare detect {boxes}")
     for _, mode in MODES:
-        run = best[mode][1]
-        f[mode] = {"wall": best[mode][0], "compare": min(r.compare_seconds for _, r in runs[mode]), "reports": min(reports[mode]),
+        run = best[mode].result
+        f[mode] = {"wall": best[mode].wall, "compare": min(t.result.compare_seconds for t in runs[mode]), "reports": min(reports[mode]),
                    "old_p50": run.summary.old_latency.p50, "new_p50": run.summary.new_latency.p50,
                    "disagreeing": run.summary.agreement.disagreeing_images}
     return f
@@ -120,7 +102,7 @@ def main() -> int:
         if folder is None:
             folder = tmp / "images"
             folder.mkdir()
-            build_folder(folder, args.count)
+            build_folder(folder, SIZES, count=args.count)
         images = collect_inputs([str(folder)])[0][: args.count]
         if not images:
             sys.exit(f"no images in {folder}")

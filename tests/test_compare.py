@@ -7,6 +7,7 @@ from mldeploy.compare import AgreementMetric, box_iou, match
 from mldeploy.detections import Detections
 from mldeploy.images import read_image
 from mldeploy.models import load_detector
+from tests.helpers.coco import coco_matches
 
 LABELS = ["cat", "dog"]
 
@@ -59,38 +60,6 @@ def test_planted_regressions_lower_agreement(samples, registry):
     assert result.recall == 0 and result.count_change_by_label == {"face": -3}
 
 
-def coco_matches(old_list, new_list, threshold=0.5, labels=LABELS):
-    """Matched (true-positive) count per image and label, computed by pycocotools."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt = COCO()
-    images, annotations, results = [], [], []
-    for image_id, (old, new) in enumerate(zip(old_list, new_list), 1):
-        images.append({"id": image_id, "width": old.image_size[0], "height": old.image_size[1]})
-        for box, label in zip(old.xyxy.tolist(), old.label):
-            x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": labels.index(label) + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
-        for box, label, score in zip(new.xyxy.tolist(), new.label, new.confidence.tolist()):
-            x1, y1, x2, y2 = box
-            results.append({"image_id": image_id, "category_id": labels.index(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
-    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(labels)]}
-    gt.createIndex()
-    dt = gt.loadRes(results) if results else COCO()
-    ev = COCOeval(gt, dt, "bbox")
-    ev.params.iouThrs = np.array([threshold])
-    ev.params.maxDets = [1000]
-    ev.params.areaRng = [[0, 1e10]]
-    ev.params.areaRngLbl = ["all"]
-    ev.evaluate()
-    counts = {}
-    for e in ev.evalImgs:
-        if e is not None:
-            counts[(e["image_id"], labels[e["category_id"] - 1])] = int((e["dtMatches"][0] > 0).sum())
-    return counts
-
-
 def test_matching_agrees_with_pycocotools_on_random_boxes(capsys):
     rng = np.random.default_rng(7)
     olds, news = [], []
@@ -132,3 +101,24 @@ def test_contested_box_goes_to_the_more_confident_new_box_as_in_coco(capsys):
     result = match(old, new)
     assert [(i, j) for i, j, _ in result.matched] == [(0, 1)] and result.extra == (0,)
     assert coco_matches([old], [new]) == {(1, "cat"): 1}
+
+
+def test_agreement_counts_add_up_like_one_run():
+    from mldeploy.compare import AgreementCounts
+
+    pairs = [
+        (dets([[0, 0, 10, 10], [20, 20, 30, 30]], ["cat", "dog"]), dets([[1, 1, 10, 10]], ["cat"])),
+        (dets([[0, 0, 50, 50]], ["dog"]), dets([[0, 0, 50, 50], [100, 100, 150, 150]], ["dog", "cat"])),
+        (dets([], []), dets([], [])),
+    ]
+    whole = AgreementMetric()
+    for old, new in pairs:
+        whole.update(old, new)
+    total = whole.compute()
+    shards = sum((AgreementCounts.of(match(o, n)) for o, n in pairs), AgreementCounts())
+    assert shards == total.counts  # a distributed run adds shards up to the same figures
+    assert AgreementCounts.from_row(shards.to_row()) == shards and shards.to_row()["compared"] == 3
+    assert (shards.precision, shards.recall, shards.disagreement) == (total.precision, total.recall, total.disagreement)
+    assert AgreementCounts().precision is None and AgreementCounts().disagreement is None  # nothing compared: no evidence
+    nothing_found = AgreementCounts(images=2)
+    assert (nothing_found.precision, nothing_found.recall, nothing_found.mean_iou) == (1.0, 1.0, None)

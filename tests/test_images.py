@@ -1,8 +1,6 @@
 """Decoding by content, and the ugly inputs: empty, truncated, mislabelled, huge, bombs."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ from PIL import Image
 
 from mldeploy.errors import ImageTooLargeError, InputNotFoundError, InvalidImageError, NotAnImageError
 from mldeploy.images import decode_image, read_image
+from tests.helpers import png_claiming
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -106,15 +105,6 @@ def test_corrupt_bytes_after_a_valid_header(samples):
     data[600:] = b"\x00" * (len(data) - 600)
     with pytest.raises(InvalidImageError):
         decode_image(bytes(data))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header for a huge greyscale image, with almost no pixel data: a decompression bomb."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_is_refused_before_decoding():

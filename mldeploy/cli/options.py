@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mldeploy.models.registry import DEFAULT_MODEL
+from mldeploy.models.registry import DEFAULT_MODEL  # noqa: F401 - the default of every --model, for the commands
 from mldeploy.rollout.gates import GATES
 
 StateDirOption = Annotated[

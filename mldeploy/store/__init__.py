@@ -30,7 +30,7 @@ def open_store(location: str | Path):
     """
     text = str(location)
     scheme, sep, rest = text.partition(":")
-    if not sep or isinstance(location, Path) or len(scheme) < 2 or "/" in scheme or "\\" in scheme:
+    if not sep or len(scheme) < 2 or "/" in scheme or "\\" in scheme:
         return SQLiteStore(Path(location))  # a plain folder (or a Windows drive letter)
     if scheme not in SCHEMES:
         raise UsageError(f"state location {text!r}: no store for {scheme!r} (known: {', '.join(SCHEMES)})")

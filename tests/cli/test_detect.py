@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-from tests.models.tiny_darknet import red_square_image, write_tiny_yolo
+from tests.helpers import REPO
+from tests.helpers.tiny_darknet import red_square_image, write_tiny_yolo
 
 
 def test_folder_table_and_summary(cli, samples):

@@ -2,11 +2,10 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import subprocess_env
 
 
 def live(cli):
@@ -80,7 +79,7 @@ def test_a_damaged_state_file_is_a_one_line_error_and_stays_as_it_was(cli, proje
 
 def test_concurrent_promotions_from_real_processes(project_dir):
     """Eight `mldeploy promote` processes at once: every one lands, and the history is one chain."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     versions = ["v2", "v1"] * 4
     procs = [subprocess.Popen([sys.executable, "-m", "mldeploy", "promote", "faces", v, "--reason", f"p{n}", "--force"],
                               cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

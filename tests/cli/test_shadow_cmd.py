@@ -105,13 +105,12 @@ def test_help_lists_every_option_with_its_help(cli, command):
 
 def test_exit_codes_reach_a_shell_through_the_real_entry_point(project_dir, tmp_path):
     """What a CI script sees: `mldeploy shadow` in its own process, stdout and exit status."""
-    import os
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import subprocess_env
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = subprocess_env()
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "mldeploy", "shadow", "photos", *args], cwd=project_dir, env=env,

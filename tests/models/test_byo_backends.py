@@ -6,7 +6,7 @@ import pytest
 
 from mldeploy.errors import ConfigError
 from mldeploy.project import Project
-from tests.models.tiny_darknet import red_square_image
+from tests.helpers.tiny_darknet import red_square_image
 
 SQUARE = (96, 96, 192, 192)
 

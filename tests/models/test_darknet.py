@@ -6,7 +6,7 @@ import pytest
 from mldeploy.errors import ModelUnavailableError
 from mldeploy.models import ModelSpec, load_detector
 from mldeploy.models.darknet import parse_cfg, read_names
-from tests.models.tiny_darknet import red_square_image, write_tiny_yolo
+from tests.helpers.tiny_darknet import red_square_image, write_tiny_yolo
 
 
 def tiny_spec(tmp_path, classes=2, names=("widget", "gadget")):

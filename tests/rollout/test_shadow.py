@@ -10,7 +10,7 @@ from mldeploy.pipeline import collect_inputs, detect_images
 from mldeploy.project import Project
 from mldeploy.rollout.gates import evaluate, resolve_bounds
 from mldeploy.rollout.shadow import most_disagreeing, run_shadow
-from tests.test_compare import coco_matches
+from tests.helpers.coco import coco_matches
 
 
 def versions(*refs):

@@ -1,6 +1,5 @@
 """A real uvicorn server process on a free loopback port, in the test's project folder."""
 
-import os
 import signal
 import socket
 import subprocess
@@ -10,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import subprocess_env
 
 
 def free_port() -> int:
@@ -67,8 +66,7 @@ def serve(project_dir):
     started = []
 
     def start(*args, **env):
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **env}
-        server = Server(project_dir, [str(a) for a in args], full_env)
+        server = Server(project_dir, [str(a) for a in args], subprocess_env(**env))
         started.append(server)
         return server
 

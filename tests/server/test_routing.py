@@ -7,16 +7,11 @@ import sys
 import threading
 import time
 
-from tests.conftest import REPO
-
-PHOTOS = ["astronaut.jpg", "camera.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+from tests.helpers import PHOTOS, subprocess_env
 
 
 def mldeploy(project_dir, *args):
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "mldeploy", *args], cwd=project_dir, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "mldeploy", *args], cwd=project_dir, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result
 

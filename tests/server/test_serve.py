@@ -1,19 +1,10 @@
 """The HTTP service, as a real uvicorn process: uploads, statuses, and answers under load."""
 
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-PHOTOS = ["astronaut.jpg", "camera.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
-
-
-def png_header_claiming(width, height) -> bytes:
-    """A tiny PNG whose header claims a huge image (a decompression bomb in miniature)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+from tests.helpers import CHROMIUM_FLAGS, PHOTOS, chromium, png_claiming
 
 
 def test_predict_count_and_info_endpoints(serve, project_dir):
@@ -48,7 +39,7 @@ def test_predict_count_and_info_endpoints(serve, project_dir):
         ("photo.txt", None, 415, "UnsupportedUploadError"),
         ("empty.jpg", b"", 422, "InvalidImageError"),
         ("cut.jpg", "truncated", 422, "InvalidImageError"),
-        ("bomb.png", png_header_claiming(100000, 100000), 422, "ImageTooLargeError"),
+        ("bomb.png", png_claiming(100000, 100000), 422, "ImageTooLargeError"),
         ("../../etc/evil.jpg", b"GIF89a not really", 415, None),
     ],
 )
@@ -112,20 +103,13 @@ def test_the_page_works_offline(serve):
     assert "http://" not in page.text and "https://" not in page.text  # no CDN: every asset is inline
 
 
-def _chromium():
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium installed (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no Chromium installed (apt-get install chromium)")
 def test_the_page_in_a_headless_browser(serve, project_dir, tmp_path):
     """A person's path: open the page, pick an image, press Detect, see the counts and the boxes."""
     sync_api = pytest.importorskip("playwright.sync_api")
     server = serve("--model", "faces", "--model", "people")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                                        "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page()
         requests = []
         page.on("request", lambda r: requests.append(r.url))

@@ -172,3 +172,14 @@ def test_a_schema_1_file_is_migrated_in_place(tmp_path):
     store.set_route("faces", current_default="v1", shadow="v3")
     assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION
     assert store.live("faces") == "v2" and len(store.history()) == 2 and store.routes()["faces"].shadow_version == "v3"
+
+
+def test_a_store_opens_from_a_location(tmp_path):
+    from mldeploy.errors import UsageError
+    from mldeploy.store import SQLiteStore, open_store
+
+    for location in (tmp_path / "a", str(tmp_path / "a"), f"sqlite://{tmp_path / 'a'}", f"sqlite:{tmp_path / 'a'}"):
+        store = open_store(location)
+        assert isinstance(store, SQLiteStore) and store.path == tmp_path / "a" / "state.db"
+    with pytest.raises(UsageError, match="no store for 'postgresql'"):
+        open_store("postgresql://localhost/mldeploy")

@@ -1,6 +1,6 @@
 """A planted fault: faces@v1's real network, raising on images wider than 520 pixels.
 
-The test project's mldeploy.toml declares it as ``faces@flaky`` with ``detector = "tests.rollout.flaky:FlakyDetector"``,
+The test project's mldeploy.toml declares it as ``faces@flaky`` with ``detector = "tests.helpers.flaky:FlakyDetector"``,
 the seam a user has for a Detector of their own: no module of mldeploy is patched.
 """
 

@@ -14,9 +14,10 @@ from mldeploy.pipeline import collect_inputs
 from mldeploy.project import Project
 from mldeploy.report.html import HTML_MARKER, write_html
 from mldeploy.report.json_junit import write_json, write_junit
-from mldeploy.rollout.rehearsal import Report
 from mldeploy.rollout.gates import evaluate, resolve_bounds
+from mldeploy.rollout.rehearsal import Report
 from mldeploy.rollout.shadow import run_shadow
+from tests.helpers import CHROMIUM_FLAGS, chromium
 
 
 @pytest.fixture
@@ -97,29 +98,24 @@ def test_reports_never_overwrite_an_input(report, project_dir):
     assert (project_dir / "photos" / "chelsea.jpg").read_bytes() == before
 
 
-def _browser() -> str | None:
-    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
-
-
-@pytest.mark.skipif(_browser() is None, reason="no Chromium installed (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no Chromium installed (apt-get install chromium)")
 def test_html_report_opens_in_a_headless_browser(report, tmp_path):
     """Chromium loads the page from disk; a screenshot shows the first side-by-side image rendered, and
     the DOM it built has every image loaded (naturalWidth > 0)."""
     index = write_html(tmp_path / "html", report)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"]
+    flags = ["--headless", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"]
     # Append a probe that records, in the page title, how many images loaded.
     probe = tmp_path / "html" / "probe.html"
     probe.write_text(index.read_text().replace(
         "</body>", "<script>addEventListener('load', () => { const imgs = [...document.images];"
         " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + ' of ' + imgs.length; });</script></body>"
     ).replace('loading="lazy"', ""))
-    dom = subprocess.run([_browser(), *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+    dom = subprocess.run([chromium(), *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     n = report.summary.agreement.disagreeing_images
     assert f"<title>loaded {n} of {n}</title>" in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([_browser(), *flags, f"--screenshot={shot}", "--window-size=1400,2400", index.as_uri()], capture_output=True, timeout=120)
+    subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1400,2400", index.as_uri()], capture_output=True, timeout=120)
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[:2] == (2400, 1400)
     assert picture.std() > 20  # not a blank page: text, tables and photos were drawn

@@ -1,0 +1,66 @@
+"""What the benchmark scripts share: paths, the environment, image sets, timing, the mldeploy command.
+
+Scripts run as ``python benchmarks/NAME.py`` and import this module as ``common``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What :func:`timed` measured: ``fn``'s result, wall seconds, and CPU seconds of this process (all threads)."""
+
+    result: Any
+    wall: float
+    cpu: float
+
+
+def timed(fn: Callable[[], Any]) -> Timed:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return Timed(result, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def build_folder(folder: Path, sizes: Sequence[int], count: int | None = None) -> list[Path]:
+    """JPEG copies of ``sample_images/*.jpg`` resized so their longest side is each of ``sizes``.
+
+    Every photo at every size by default; with ``count``, that many files: the photos in turn, each
+    round at the next size.
+    """
+    from PIL import Image
+
+    photos = sorted((ROOT / "sample_images").glob("*.jpg"))
+    plan = [(p, s) for p in photos for s in sizes] if count is None else [
+        (photos[i % len(photos)], sizes[(i // len(photos)) % len(sizes)]) for i in range(count)]
+    written = []
+    for i, (photo, side) in enumerate(plan):
+        with Image.open(photo) as img:
+            scale = side / max(img.size)
+            img = img.convert("RGB").resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+            name = f"{photo.stem}_{side}.jpg" if count is None else f"{i:03d}_{photo.stem}_{side}.jpg"
+            img.save(folder / name, quality=90)
+            written.append(folder / name)
+    return written
+
+
+def mldeploy_command() -> list[str]:
+    """The installed ``mldeploy`` script beside this Python, else ``python -m mldeploy``."""
+    script = Path(sys.executable).with_name("mldeploy")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mldeploy"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,53 @@
+"""The app in-process (FastAPI's TestClient runs the lifespan): fast checks of routes, statuses and bodies.
+
+The real-uvicorn tests beside this file stay the proof that the server works as a process; these cover
+the adapters quickly.
+"""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mldeploy.server.app import create_app
+from mldeploy.server.config import ServerConfig
+from tests.helpers import png_claiming
+
+
+@pytest.fixture
+def client(project_dir):
+    app = create_app(ServerConfig(models=["faces", "cats"], state_dir=project_dir / ".mldeploy", admin_token="t0ken"))
+    with TestClient(app) as c:
+        yield c
+
+
+def upload(client, path, url="/count-faces/", name=None):
+    return client.post(url, files={"file": (name or path.name, path.read_bytes())})
+
+
+def test_count_and_predict_in_process(client, project_dir):
+    photo = project_dir / "photos" / "astronaut.jpg"
+    count = upload(client, photo).json()
+    assert (count["model"], count["version"], count["count"], count["route"]) == ("faces", "faces@v1", 1, "live")
+    picture = upload(client, photo, "/predict")
+    assert picture.headers["content-type"] == "image/jpeg" and picture.headers["x-detections"] == "1"
+    cat = upload(client, project_dir / "photos" / "chelsea.jpg", "/models/cats/predict?format=json").json()
+    assert cat["version"] == "cats@haar" and cat["count"] == 1
+
+
+def test_errors_are_one_shape_with_the_right_status(client, project_dir):
+    unknown = upload(client, project_dir / "photos" / "astronaut.jpg", "/models/nope/predict")
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "UnknownModelError"
+    assert "not served here" in unknown.json()["error"]["message"]
+    text = client.post("/count-faces/", files={"file": ("notes.jpg", b"hello, not an image")})
+    assert text.status_code == 415 and text.json()["error"]["type"] == "NotAnImageError"
+    bomb = client.post("/count-faces/", files={"file": ("bomb.png", png_claiming(100_000, 100_000))})
+    assert bomb.status_code == 422 and "over the" in bomb.json()["error"]["message"]
+    assert client.get("/models/nope/shadow").status_code == 404
+    assert client.post("/admin/models/faces/rollback").status_code == 401
+
+
+def test_info_endpoints(client):
+    models = client.get("/models").json()
+    assert models["default"] == "faces" and [m["name"] for m in models["models"]] == ["faces", "cats"]
+    assert client.get("/readyz").json() == {"status": "ready", "models": {"faces": "faces@v1", "cats": "cats@haar"}}
+    assert client.get("/models/faces/shadow").json() == {"model": "faces", "shadow": None, "pairs": []}
+    assert "mldeploy_live_version" in client.get("/metrics").text
