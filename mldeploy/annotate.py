@@ -50,13 +50,26 @@ class BoxAnnotator:
         return scene
 
 
-#: Colours (BGR) of the comparison view: what both found, what only one found, what changed label.
-MATCHED, MISSING, EXTRA, RELABELLED = (60, 160, 40), (40, 40, 220), (220, 120, 20), (0, 150, 255)
+#: Colours (BGR) of the comparison view: what both found, what only one found, what changed label, what moved.
+MATCHED, MISSING, EXTRA, RELABELLED, DRIFTED = (60, 160, 40), (40, 40, 220), (220, 120, 20), (0, 150, 255), (200, 40, 200)
+
+
+def dashed_rectangle(image: np.ndarray, box, colour, thickness: int = 1, dash: int = 8) -> None:
+    """An outline in dashes, in place: a box that is *not* there (missed, or where a drifted box was)."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length, 2 * dash):
+            end = min(start + dash, length)
+            p = (ax + (bx - ax) * start // max(length, 1), ay + (by - ay) * start // max(length, 1))
+            q = (ax + (bx - ax) * end // max(length, 1), ay + (by - ay) * end // max(length, 1))
+            cv2.line(image, p, q, colour, thickness, cv2.LINE_AA)
 
 
 class ComparisonAnnotator:
     """Old and new version side by side on one image: matched boxes green, boxes only the old version
-    found red, boxes only the new one found blue, relabelled boxes orange."""
+    found red, boxes only the new one found blue, relabelled boxes orange, drifted pairs magenta. The new
+    side also draws, dashed, the old boxes it missed and where each drifted box used to be."""
 
     def __init__(self, max_side: int = 640) -> None:
         self.max_side = max_side
@@ -68,7 +81,7 @@ class ComparisonAnnotator:
             image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
         old_colours = [MISSING] * len(comparison.old)
         new_colours = [EXTRA] * len(comparison.new)
-        for pairs, colour in ((comparison.matched, MATCHED), (comparison.relabelled, RELABELLED)):
+        for pairs, colour in ((comparison.matched, MATCHED), (comparison.relabelled, RELABELLED), (comparison.drifted, DRIFTED)):
             for i, j, _ in pairs:
                 old_colours[i], new_colours[j] = colour, colour
         sides = []
@@ -77,6 +90,10 @@ class ComparisonAnnotator:
             xyxy = np.minimum(detections.xyxy * scale, np.array([width, height, width, height], np.float32))
             scaled = Detections(xyxy, detections.confidence, detections.class_id, detections.label, (width, height))
             drawn = self._boxes.annotate(image, scaled, colours)
+            if detections is comparison.new:  # where the old boxes were: missed, or moved from
+                ghosts = [(i, MISSING) for i in comparison.missing] + [(i, DRIFTED) for i, _, _ in comparison.drifted]
+                for i, colour in ghosts:
+                    dashed_rectangle(drawn, comparison.old.xyxy[i] * scale, colour, max(1, round(max(width, height) / 400)))
             banner = np.full((28, drawn.shape[1], 3), 255, np.uint8)
             cv2.putText(banner, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
             sides.append(np.vstack([banner, drawn]))

@@ -4,7 +4,12 @@ Used by ``mldeploy shadow`` and ``canary``: the old version is the reference. A 
 matches an old box of the same label when their IoU is at least ``iou_threshold``; matching is
 one-to-one and greedy in the order COCO evaluation uses (new boxes by falling confidence, each taking
 the unmatched old box of highest IoU), so the counts agree with pycocotools run with the old boxes as
-ground truth. Boxes left over that overlap across labels are reported as relabelled.
+ground truth. Boxes left over that overlap across labels are reported as relabelled. A matched pair
+whose IoU is under ``drift_iou`` has *drifted*: the new version still finds the object, but its box
+moved or changed size, and the image counts as disagreeing.
+
+When the new version fails on an image the old one answered, :func:`failed_comparison` counts every
+old box as missing: an error is never better for recall than a wrong answer.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from typing import ClassVar, Mapping
 import numpy as np
 
 from mldeploy.detections import Detections
+
+#: IoU under which a matched pair counts as drifted (measured: re-decoding faces@v1's boxes with other
+#: prior variances gave pairs of IoU 0.64-0.82, running it at 900 px instead of 300 kept them >= 0.86).
+DRIFT_IOU = 0.8
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -36,7 +45,8 @@ class ImageComparison:
     """How a new version's detections on one image relate to the old version's.
 
     Index pairs are ``(old index, new index, IoU)``; ``missing`` are old indices only the old version
-    found, ``extra`` new indices only the new version found.
+    found, ``extra`` new indices only the new version found. ``new_failed`` marks the comparison of an
+    image the new version failed on (then every old box is missing).
     """
 
     old: Detections
@@ -45,10 +55,22 @@ class ImageComparison:
     relabelled: tuple[tuple[int, int, float], ...]
     missing: tuple[int, ...]
     extra: tuple[int, ...]
+    drift_iou: float = DRIFT_IOU
+    new_failed: bool = False
+
+    @property
+    def drifted(self) -> tuple[tuple[int, int, float], ...]:
+        """Matched pairs whose IoU is under ``drift_iou``."""
+        return tuple(pair for pair in self.matched if pair[2] < self.drift_iou)
+
+    @property
+    def disagreements(self) -> int:
+        """Boxes missing, extra, relabelled or drifted."""
+        return len(self.missing) + len(self.extra) + len(self.relabelled) + len(self.drifted)
 
     @property
     def agrees(self) -> bool:
-        return not (self.missing or self.extra or self.relabelled)
+        return not self.disagreements and not self.new_failed
 
     @property
     def mean_iou(self) -> float | None:
@@ -75,7 +97,7 @@ def _greedy(ious: np.ndarray, new_order: np.ndarray, threshold: float, allowed: 
     return pairs
 
 
-def match(old: Detections, new: Detections, iou_threshold: float = 0.5) -> ImageComparison:
+def match(old: Detections, new: Detections, iou_threshold: float = 0.5, drift_iou: float = DRIFT_IOU) -> ImageComparison:
     """Match ``new`` against ``old`` (the reference) one to one."""
     ious = box_iou(old.xyxy, new.xyxy)
     order = np.argsort(-new.confidence, kind="stable")
@@ -90,8 +112,13 @@ def match(old: Detections, new: Detections, iou_threshold: float = 0.5) -> Image
         free_old[i] = free_new[j] = False
     return ImageComparison(
         old, new, tuple(sorted(matched)), tuple(sorted(relabelled)),
-        tuple(int(i) for i in np.flatnonzero(free_old)), tuple(int(j) for j in np.flatnonzero(free_new)),
+        tuple(int(i) for i in np.flatnonzero(free_old)), tuple(int(j) for j in np.flatnonzero(free_new)), drift_iou,
     )
+
+
+def failed_comparison(old: Detections, drift_iou: float = DRIFT_IOU) -> ImageComparison:
+    """The comparison of an image the new version failed on: every old box is missing."""
+    return ImageComparison(old, Detections.empty(old.image_size), (), (), tuple(range(len(old))), (), drift_iou, new_failed=True)
 
 
 @dataclass(frozen=True)
@@ -105,6 +132,7 @@ class LabelAgreement:
     missing: int = 0
     extra: int = 0
     relabelled: int = 0
+    drifted: int = 0
 
     @property
     def count_change(self) -> int:
@@ -138,11 +166,13 @@ class AgreementCounts:
     extra: int = 0
     relabelled: int = 0
     iou_sum: float = 0.0
+    drifted: int = 0  # matched pairs under the drift IoU
 
     #: Field -> column name in a store row (the live shadow's counters table).
     ROW_COLUMNS: ClassVar[dict[str, str]] = {
         "images": "compared", "disagreeing_images": "disagreeing", "old_boxes": "old_boxes", "new_boxes": "new_boxes",
         "matched": "matched", "missing": "missing", "extra": "extra", "relabelled": "relabelled", "iou_sum": "iou_sum",
+        "drifted": "drifted",
     }
 
     @classmethod
@@ -150,7 +180,7 @@ class AgreementCounts:
         """The counts of one image's comparison."""
         c = comparison
         return cls(1, int(not c.agrees), len(c.old), len(c.new), len(c.matched), len(c.missing), len(c.extra), len(c.relabelled),
-                   sum(iou for _, _, iou in c.matched))
+                   sum(iou for _, _, iou in c.matched), len(c.drifted))
 
     def __add__(self, other: "AgreementCounts") -> "AgreementCounts":
         return AgreementCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(AgreementCounts)})
@@ -194,12 +224,20 @@ class AgreementCounts:
         """Mean IoU of matched boxes: drops when the new version's boxes drift but still match."""
         return self.iou_sum / self.matched if self.matched else None
 
+    @property
+    def drift(self) -> float | None:
+        """Share of matched boxes that drifted (IoU under the drift threshold)."""
+        if not self.images:
+            return None
+        return self.drifted / self.matched if self.matched else 0.0
+
 
 @dataclass(frozen=True)
 class AgreementResult(AgreementCounts):
     """Agreement of a new version with the old one over a set of images (old = reference), per label too."""
 
     per_label: dict[str, LabelAgreement] = field(default_factory=dict)
+    answered: AgreementCounts | None = None  # the same counts over images both versions answered
 
     @property
     def counts(self) -> AgreementCounts:
@@ -220,10 +258,11 @@ class AgreementMetric:
     """``update(old, new)`` per image, then ``compute()``."""
 
     iou_threshold: float = 0.5
+    drift_iou: float = DRIFT_IOU
     _comparisons: list[ImageComparison] = field(default_factory=list)
 
     def update(self, old: Detections, new: Detections) -> ImageComparison:
-        comparison = match(old, new, self.iou_threshold)
+        comparison = match(old, new, self.iou_threshold, self.drift_iou)
         self.add(comparison)
         return comparison
 
@@ -253,6 +292,9 @@ class AgreementMetric:
                 bump(c.new.label[j], "extra")
             for i, _, _ in c.relabelled:
                 bump(c.old.label[i], "relabelled")
+            for i, _, _ in c.drifted:
+                bump(c.old.label[i], "drifted")
         total = sum((AgreementCounts.of(c) for c in self._comparisons), AgreementCounts())
+        answered = sum((AgreementCounts.of(c) for c in self._comparisons if not c.new_failed), AgreementCounts())
         per_label_counts = {label: LabelAgreement(**counts) for label, counts in sorted(per_label.items())}
-        return AgreementResult(**{f.name: getattr(total, f.name) for f in fields(AgreementCounts)}, per_label=per_label_counts)
+        return AgreementResult(**{f.name: getattr(total, f.name) for f in fields(AgreementCounts)}, per_label=per_label_counts, answered=answered)

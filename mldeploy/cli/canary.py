@@ -8,7 +8,7 @@ import typer
 
 from mldeploy.cli.console import err_console, escape
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    DEFAULT_MODEL, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     command_line, project, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
@@ -24,6 +24,7 @@ def canary(
     salt: Annotated[str, typer.Option("--salt", help="Changes which images the router picks first (the same salt routes the same way).")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Rehearse only: change no live version, write no history.")] = False,
     iou: IouOption = 0.5,
+    drift_iou: DriftIouOption = 0.8,
     classes: ClassesOption = None,
     top: TopOption = 10,
     output: Annotated[ReportFormat, typer.Option("--format", "-f", help="table for people; json prints the full result on stdout.")] = ReportFormat.table,
@@ -33,16 +34,19 @@ def canary(
     parallel: ParallelOption = False,
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
+    gates: PolicyOption = None,
+    inconclusive: InconclusiveOption = None,
     gate_flags: dict = None,
 ) -> None:
     """Send a growing share of the images to the new version, checking the gates at every step.
 
     Routing is sticky per image and the same on every run. The first failing step rolls back: the old
-    version stays (or becomes again) live and the history says why; exit 3. When every step passes the
-    new version is promoted, unless --dry-run.
+    version stays (or becomes again) live and the history says why; exit 3. A step with too little
+    evidence is inconclusive and the rollout keeps ramping; the last step decides: PASS promotes the new
+    version (unless --dry-run), INCONCLUSIVE rolls back unless --inconclusive pass.
 
     Exit codes: 0 promoted (or would be, with --dry-run), 3 rolled back, 1 some images could not be
-    read, 2 usage error, 4 a version cannot be loaded.
+    read, 2 usage error, 4 a version cannot be loaded, 5 the state store cannot be written.
     """
     from mldeploy.rollout import rehearsal
 
@@ -50,7 +54,7 @@ def canary(
         err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
 
     r = rehearsal.prepare(project(state_dir, config), paths, new, old=old, model=model, classes=classes, gate_flags=gate_flags,
-                          outputs=(report, junit), html=html)
+                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html)
     result = rehearsal.canary(r, steps=steps, salt=salt, dry_run=dry_run, iou=iou, workers=2 if parallel else 1, command=command_line(),
                               on_step=show_step if err_console.is_terminal else None)
     _say_decision(result.decision)

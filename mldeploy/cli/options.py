@@ -28,6 +28,15 @@ ConfigOption = Annotated[
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
+DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,
+                                               help="A matched pair under this IoU has drifted: the image disagrees, and --max-drift counts it.")]
+PolicyOption = Annotated[Optional[str], typer.Option(
+    "--gates", show_default=False, metavar="default|none", rich_help_panel="Gates (exit 3 when one fails)",
+    help="The default policy's bounds apply unless a flag or [gates] says otherwise; 'none' switches them off "
+         "(a run without a quality gate then says REPORT ONLY) \\[default: default].")]
+InconclusiveOption = Annotated[Optional[str], typer.Option(
+    "--inconclusive", show_default=False, metavar="fail|pass", rich_help_panel="Gates (exit 3 when one fails)",
+    help="What a gate with too little evidence means at the end of the run \\[default: fail].")]
 ClassesOption = Annotated[Optional[str], typer.Option("--classes", show_default=False, help="Compare only these labels, comma separated.")]
 TopOption = Annotated[int, typer.Option("--top", min=0, help="Show the N most disagreeing images.")]
 ReportOption = Annotated[Optional[Path], typer.Option("--report", show_default=False, rich_help_panel="Reports",

@@ -51,15 +51,16 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
             for side in (record.old, record.new):
                 if not side.ok:
                     error_line(f"{escape(record.source)}: {escape(str(side.error))}")
-    failed = report.failed_gates
-    for g in failed:
-        error_line(f"gate failed: {escape(g.message)}")
+    v = report.verdict
+    for g in v.deciding if not v.ok else ():
+        error_line(f"gate {'failed' if g.failed else 'inconclusive'}: {escape(g.message)}")
     s = report.summary
-    if failed:
-        err_console.print(f"[bold red]FAIL[/]: {len(failed)} of {len(report.gates)} gates failed ({escape(s.old)} -> {escape(s.new)}, "
-                          f"{report.wall_seconds:.1f} s)")
+    where = f"({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, {report.wall_seconds:.1f} s)"
+    if not v.ok:
+        advice = " (more images, or --inconclusive pass)" if v.status == "inconclusive" else ""
+        err_console.print(f"[bold red]{escape(v.headline)}[/] {where}{advice}")
         raise typer.Exit(EXIT_GATE_FAILED)
-    err_console.print(f"[bold green]PASS[/]: all {len(report.gates)} gates passed ({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, "
-                      f"{report.wall_seconds:.1f} s)")
+    colour = "bold green" if v.status == "pass" else "bold yellow"
+    err_console.print(f"[{colour}]{escape(v.headline)}[/] {where}")
     if report.input_errors:
         raise typer.Exit(1)

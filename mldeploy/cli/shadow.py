@@ -8,7 +8,7 @@ import typer
 
 from mldeploy.cli.console import progress_bar
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, ClassesOption, ConfigOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    DEFAULT_MODEL, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     project, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
@@ -21,6 +21,7 @@ def shadow(
     old: Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,
     iou: IouOption = 0.5,
+    drift_iou: DriftIouOption = 0.8,
     classes: ClassesOption = None,
     top: TopOption = 10,
     output: Annotated[ReportFormat, typer.Option("--format", "-f", help="table for people; json prints the full result on stdout.")] = ReportFormat.table,
@@ -31,17 +32,23 @@ def shadow(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (when it is a terminal).")] = True,
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
+    gates: PolicyOption = None,
+    inconclusive: InconclusiveOption = None,
     gate_flags: dict = None,
 ) -> None:
     """Run two versions on the same images and report where they disagree (the old one is the reference).
 
-    Exit codes: 0 all gates pass, 3 a gate failed (each failure is named with its figure and bound),
-    1 some images could not be read or the old version failed on them, 2 usage error, 4 a version cannot be loaded.
+    The default policy gates recall, precision, drift, p50 and p95 latency and errors; --gates none
+    turns it off (a run with no quality gate then says REPORT ONLY, not PASS).
+
+    Exit codes: 0 PASS or REPORT ONLY, 3 a gate failed or was inconclusive (each is named with its figure,
+    bound and evidence), 1 some images could not be read or the old version failed on them, 2 usage error,
+    4 a version cannot be loaded, 5 the state store cannot be read.
     """
     from mldeploy.rollout import rehearsal
 
     r = rehearsal.prepare(project(state_dir, config), paths, new, old=old, model=model, classes=classes, gate_flags=gate_flags,
-                          outputs=(report, junit), html=html)
+                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html)
     with progress_bar("shadow", len(r.images), progress) as advance:
         result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=advance)
     finish(result, output, report, junit, html, top)

@@ -19,3 +19,10 @@ def share(value: float | None) -> str:
 def score(value: float | None) -> str:
     """Precision, recall, F1, IoU: three decimals."""
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def interval(estimate) -> str:
+    """A latency ratio with its 90% interval: ``1.52x (1.31-1.77)``."""
+    if estimate is None:
+        return "n/a"
+    return f"{estimate.value:.2f}x ({estimate.low:.2f}-{estimate.high:.2f})"

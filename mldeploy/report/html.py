@@ -76,6 +76,7 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:2em;border
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left} .pass{color:#157f3b;font-weight:600} .fail{color:#c62828;font-weight:600}
 .verdict{display:inline-block;padding:.2em .7em;border-radius:4px;color:#fff} .verdict.pass{background:#157f3b} .verdict.fail{background:#c62828}
+.verdict.inconclusive,.verdict.report-only{background:#a86b00} .inconclusive{color:#a86b00;font-weight:600}
 figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #ccc} figcaption{font-size:.95em;margin-top:.3em}
 .legend span{display:inline-block;padding:0 .5em;margin-right:.5em;color:#fff;border-radius:3px}
 code{background:#f4f4f4;padding:0 .25em}
@@ -86,8 +87,9 @@ def _figure(record: ShadowRecord, src: str | None, error: str | None) -> str:
     c = record.comparison
     caption = (
         f"<code>{html.escape(record.source)}</code>: {len(c.missing)} missing, {len(c.extra)} extra, "
-        f"{len(c.relabelled)} relabelled; {len(c.old)} old boxes, {len(c.new)} new"
+        f"{len(c.relabelled)} relabelled, {len(c.drifted)} drifted; {len(c.old)} old boxes, {len(c.new)} new"
         + (f"; mean IoU {c.mean_iou:.3f}" if c.mean_iou is not None else "")
+        + (f"; <b>the new version failed</b>: {html.escape(str(record.new.error))}" if c.new_failed else "")
     )
     if src is None:
         return f"<figure><figcaption>{caption} (image not shown: {html.escape(error or '')})</figcaption></figure>"
@@ -105,11 +107,15 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     s = report.summary
     a = s.agreement
     esc = html.escape
-    verdict = '<span class="verdict pass">PASS</span>' if report.passed else '<span class="verdict fail">FAIL</span>'
+    v = report.verdict
+    verdict = f'<span class="verdict {v.status.replace(" ", "-")}">{esc(v.status.upper())}</span>'
+    decided = (f"<p><b>{esc(v.headline)}</b>" + "".join(f"<br><code>{esc(g.message)}</code>" for g in v.deciding if not v.ok) + "</p>")
+    status = {"pass": '<span class="pass">pass</span>', "fail": '<span class="fail">FAIL</span>',
+              "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>'}
     gates = _rows(
-        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(g.bound_text),
-          '<span class="pass">pass</span>' if g.passed else '<span class="fail">FAIL</span>') for g in report.gates],
-        ("gate", "value", "bound", "result"),
+        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence), status[g.status])
+         for g in report.gates],
+        ("gate", "value", "bound", "evidence", "result"),
     )
     summary = _rows(
         [
@@ -118,9 +124,12 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
             ("images with any disagreement", f"{a.disagreeing_images} ({fmt.share(a.disagreement)})"),
             ("precision (new boxes matching old)", fmt.score(a.precision)), ("recall (old boxes found again)", fmt.score(a.recall)),
             ("F1", fmt.score(a.f1)), ("mean IoU of matches", fmt.score(a.mean_iou)),
+            (f"drifted matches (IoU &lt; {s.drift_iou:g})", f"{a.drifted} ({fmt.share(a.drift)})"),
+            ("recall on answered images only", fmt.score(a.answered.recall if a.answered else None)),
             ("boxes old / new / matched", f"{a.old_boxes} / {a.new_boxes} / {a.matched}"),
-            ("latency p50 old / new (ms)", f"{fmt.ms(s.old_latency.p50)} / {fmt.ms(s.new_latency.p50)} ({fmt.ratio(s.latency_ratio)})"),
-            ("latency p95 old / new (ms)", f"{fmt.ms(s.old_latency.p95)} / {fmt.ms(s.new_latency.p95)} ({fmt.ratio(s.p95_ratio)})"),
+            ("latency p50 old / new (ms), ratio (90% interval)", f"{fmt.ms(s.old_latency.p50)} / {fmt.ms(s.new_latency.p50)}, {fmt.interval(s.p50_ratio)}"),
+            ("latency p95 old / new (ms), ratio (90% interval)", f"{fmt.ms(s.old_latency.p95)} / {fmt.ms(s.new_latency.p95)}, "
+                                                                 f"{fmt.interval(s.p95_ratio_estimate)}"),
         ],
         ("", "value"),
     )
@@ -145,7 +154,8 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     shown = len(figures)
     more = f" The {shown} most disagreeing are shown." if shown < disagreeing else ""
     legend = ('<p class="legend"><span style="background:#28a03c">both found</span><span style="background:#dc2828">only old</span>'
-              '<span style="background:#1478dc">only new</span><span style="background:#ff9600">relabelled</span></p>')
+              '<span style="background:#1478dc">only new</span><span style="background:#ff9600">relabelled</span>'
+              '<span style="background:#c828c8">drifted</span> dashed on the new side: old boxes it missed, and where a drifted box was</p>')
     settings = ", ".join(f"{esc(str(k))} = <code>{esc(str(v))}</code>" for k, v in report.settings.items() if v not in (None, ""))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -153,13 +163,13 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
 <body>
 <h1>mldeploy {esc(report.kind)}: <code>{esc(s.old)}</code> (old) vs <code>{esc(s.new)}</code> (new) {verdict}</h1>
 <p>{settings}</p>
-<h2>Gates</h2>{gates if report.gates else "<p>No gates.</p>"}
+<h2>Gates</h2>{decided}{gates if report.gates else "<p>No gates.</p>"}
 {timeline}
 <h2>Summary</h2>{summary}
 <h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}
 <h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>None.</p>"}
 <h2 id="disagreements">Disagreeing images ({disagreeing})</h2>
-<p>{disagreeing} of {s.compared} compared images differ.{more}</p>{legend if figures else ""}
+<p>{disagreeing} of {a.images} images differ (an image the new version failed on counts).{more}</p>{legend if figures else ""}
 {"".join(figures)}
 </body></html>
 """

@@ -21,36 +21,58 @@ def write_json(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path
 
 
 def junit_xml(report: Report) -> bytes:
-    """JUnit XML: suite ``gates`` (a case per gate) and suite ``images`` (a case per image; a failure
-    when the versions disagree on it, an error when it could not be read or a version raised)."""
+    """JUnit XML that agrees with the exit code: a run that passes has no failing case.
+
+    Suite ``gates``: a case per gate, a failure when it failed (or was inconclusive and inconclusive
+    fails the run). Suite ``images``: a case per image; an error when the image could not be read or
+    the old version failed on it (the run exits 1), or when the new version failed on it and the run
+    did not pass. Disagreements (missing, extra, relabelled, drifted boxes) are properties and output
+    of their case, never failures: the gates judge them.
+    """
+    verdict = report.verdict
     root = ET.Element("testsuites", name=f"mldeploy {report.kind} {report.summary.old} -> {report.summary.new}")
+    ET.SubElement(ET.SubElement(root, "properties"), "property", name="verdict", value=verdict.headline)
     gates = ET.SubElement(root, "testsuite", name="gates")
     for g in report.gates:
         case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)
-        if not g.passed:
-            ET.SubElement(case, "failure", message=g.message, type="GateFailed").text = g.gate.what
+        if g.failed or (g.status == "inconclusive" and report.on_inconclusive == "fail"):
+            ET.SubElement(case, "failure", message=g.message, type="GateFailed" if g.failed else "GateInconclusive").text = g.gate.what
+        elif g.status == "inconclusive":
+            ET.SubElement(case, "skipped", message=g.message)
+        else:
+            ET.SubElement(case, "system-out").text = g.message
     images = ET.SubElement(root, "testsuite", name="images")
     for r in report.records:
         seconds = (r.old.seconds + r.new.seconds) if r.input_error is None else 0.0
         case = ET.SubElement(images, "testcase", classname=f"mldeploy.{report.kind}.images", name=r.source, time=f"{seconds:.4f}")
         if r.input_error is not None:
             ET.SubElement(case, "error", message=str(r.input_error), type=type(r.input_error).__name__)
-        elif not (r.old.ok and r.new.ok):
-            for side in (r.old, r.new):
-                if not side.ok:
-                    ET.SubElement(case, "error", message=f"{side.model}: {side.error}", type=type(side.error).__name__)
-        elif not r.comparison.agrees:
-            c = r.comparison
-            message = f"{len(c.missing)} missing, {len(c.extra)} extra, {len(c.relabelled)} relabelled ({len(c.old)} old boxes, {len(c.new)} new)"
-            ET.SubElement(case, "failure", message=message, type="Disagreement").text = json.dumps(shadow_record_to_dict(r)["comparison"])
+            continue
+        if not r.old.ok:
+            ET.SubElement(case, "error", message=f"{r.old.model}: {r.old.error}", type=type(r.old.error).__name__)
+        if not r.new.ok:
+            message, kind = f"{r.new.model}: {r.new.error}", type(r.new.error).__name__
+            if verdict.ok:
+                ET.SubElement(case, "system-out").text = f"error (allowed by the gates): {message}"
+            else:
+                ET.SubElement(case, "error", message=message, type=kind)
+        c = r.comparison
+        if c is not None and not c.agrees:
+            props = ET.SubElement(case, "properties")
+            for name, value in (("missing", len(c.missing)), ("extra", len(c.extra)), ("relabelled", len(c.relabelled)),
+                                ("drifted", len(c.drifted)), ("old_boxes", len(c.old)), ("new_boxes", len(c.new))):
+                ET.SubElement(props, "property", name=name, value=str(value))
+            if r.new.ok:
+                ET.SubElement(case, "system-out").text = json.dumps(shadow_record_to_dict(r)["comparison"])
     for suite in (gates, images):
-        cases = list(suite)
+        cases = [case for case in suite if case.tag == "testcase"]
         suite.set("tests", str(len(cases)))
         suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
         suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
+        suite.set("skipped", str(sum(case.find("skipped") is not None for case in cases)))
     root.set("tests", str(len(report.gates) + len(report.records)))
     root.set("failures", str(int(gates.get("failures")) + int(images.get("failures"))))
-    root.set("errors", images.get("errors"))
+    root.set("errors", str(int(gates.get("errors")) + int(images.get("errors"))))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 

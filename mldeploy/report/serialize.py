@@ -99,20 +99,41 @@ def shadow_summary_to_dict(summary) -> dict[str, Any]:
         "recall": _round(a.recall),
         "f1": _round(a.f1),
         "mean_iou": _round(a.mean_iou),
-        "boxes": {"old": a.old_boxes, "new": a.new_boxes, "matched": a.matched, "missing": a.missing, "extra": a.extra, "relabelled": a.relabelled},
+        "drift": _round(a.drift),
+        "drift_iou": summary.drift_iou,
+        "answered_only": {"images": a.answered.images, "precision": _round(a.answered.precision), "recall": _round(a.answered.recall)},
+        "boxes": {"old": a.old_boxes, "new": a.new_boxes, "matched": a.matched, "missing": a.missing, "extra": a.extra, "relabelled": a.relabelled,
+                  "drifted": a.drifted},
         "per_label": {
             label: {"old": s.old, "new": s.new, "matched": s.matched, "missing": s.missing, "extra": s.extra,
-                    "relabelled": s.relabelled, "count_change": s.count_change, "recall": _round(s.recall), "precision": _round(s.precision)}
+                    "relabelled": s.relabelled, "drifted": s.drifted, "count_change": s.count_change, "recall": _round(s.recall),
+                    "precision": _round(s.precision)}
             for label, s in a.per_label.items()
         },
         "latency": {"old": latency_to_dict(summary.old_latency), "new": latency_to_dict(summary.new_latency),
-                    "p50_ratio": _round(summary.latency_ratio, 3), "p95_ratio": _round(summary.p95_ratio, 3)},
+                    "paired_images": len(summary.latency_pairs),
+                    "p50_ratio": _ratio_to_dict(summary.p50_ratio), "p95_ratio": _ratio_to_dict(summary.p95_ratio_estimate)},
     }
 
 
+def _ratio_to_dict(estimate) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {"value": _round(estimate.value, 4), "interval_90": [_round(estimate.low, 4), _round(estimate.high, 4)], "images": estimate.pairs}
+
+
 def gate_to_dict(result) -> dict[str, Any]:
-    return {"gate": result.name, "flag": result.gate.flag, "kind": result.gate.kind, "bound": result.bound,
-            "value": _round(result.value, 6), "passed": result.passed, "message": result.message}
+    out = {"gate": result.name, "flag": result.gate.flag, "kind": result.gate.kind, "bound": result.bound, "value": _round(result.value, 6),
+           "status": result.status, "passed": result.passed, "message": result.message}
+    if result.interval is not None:
+        out["interval"] = [_round(v, 6) for v in result.interval]
+    if result.pairs is not None:
+        out["images"] = result.pairs
+    return out
+
+
+def verdict_to_dict(verdict) -> dict[str, Any]:
+    return {"status": verdict.status, "headline": verdict.headline, "deciding": [g.name for g in verdict.deciding]}
 
 
 def shadow_record_to_dict(record) -> dict[str, Any]:
@@ -135,6 +156,8 @@ def shadow_record_to_dict(record) -> dict[str, Any]:
         out["comparison"] = {
             "agrees": c.agrees,
             "matched": [{"old": i, "new": j, "iou": round(iou, 4)} for i, j, iou in c.matched],
+            "drifted": [{"old": i, "new": j, "iou": round(iou, 4)} for i, j, iou in c.drifted],
+            "new_failed": c.new_failed,
             "relabelled": [{"old": i, "new": j, "iou": round(iou, 4)} for i, j, iou in c.relabelled],
             "missing": list(c.missing),
             "extra": list(c.extra),
@@ -158,7 +181,9 @@ def canary_step_to_dict(step) -> dict[str, Any]:
         "new_errors": None if s is None else s.new_errors,
         "old_p50_s": None if s is None else s.old_latency.p50,
         "new_p50_s": None if s is None else s.new_latency.p50,
+        "p95_ratio": None if s is None else _round(s.p95_ratio, 4),
         "failed_gates": [g.message for g in step.failed_gates],
+        "inconclusive_gates": [g.message for g in step.inconclusive_gates],
     }
 
 
@@ -167,6 +192,7 @@ def report_to_dict(report) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": report.kind,
         "passed": report.passed,
+        "verdict": verdict_to_dict(report.verdict),
         "settings": report.settings,
         "summary": shadow_summary_to_dict(report.summary),
         "gates": [gate_to_dict(g) for g in report.gates],

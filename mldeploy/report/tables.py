@@ -22,6 +22,11 @@ def _red(n: int) -> str:
     return f"[red]{n}[/]" if n else "0"
 
 
+#: How a gate's or a step's outcome reads in a table.
+STATUS = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "inconclusive": "[bold yellow]INCONCLUSIVE[/]",
+          "report only": "[yellow]report only[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
+
+
 # -- detect ------------------------------------------------------------------------------------------
 def detections_table(result: DetectionResult) -> Table:
     dets = result.detections
@@ -72,21 +77,27 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
     worst = most_disagreeing(report.records, top)
     if worst:
         images = Table(title=f"most disagreeing images ({len(worst)} of {a.disagreeing_images})", title_justify="left")
-        for column in ("image", "old", "new", "matched", "missing", "extra", "relabelled", "mean IoU"):
+        for column in ("image", "old", "new", "matched", "missing", "extra", "relabelled", "drifted", "mean IoU"):
             images.add_column(column, justify="left" if column == "image" else "right", overflow="fold")
         for rec in worst:
             c = rec.comparison
-            images.add_row(escape(rec.source), str(len(c.old)), str(len(c.new)), str(len(c.matched)), _red(len(c.missing)), _red(len(c.extra)),
-                           _red(len(c.relabelled)), fmt.score(c.mean_iou))
+            new = "[red]error[/]" if c.new_failed else str(len(c.new))
+            images.add_row(escape(rec.source), str(len(c.old)), new, str(len(c.matched)), _red(len(c.missing)), _red(len(c.extra)),
+                           _red(len(c.relabelled)), _red(len(c.drifted)), fmt.score(c.mean_iou))
         tables.append(images)
     if report.gates:
-        gates = Table(title="gates", title_justify="left")
-        for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("result", "left")):
-            gates.add_column(column, justify=justify)
-        for g in report.gates:
-            gates.add_row(g.gate.flag, g.gate.show(g.value), g.bound_text, "[green]pass[/]" if g.passed else "[bold red]FAIL[/]")
-        tables.append(gates)
+        tables.append(gates_table(report))
     return tables
+
+
+def gates_table(report: Report) -> Table:
+    v = report.verdict
+    gates = Table(title=f"gates ({escape(report.settings.get('gates', 'default'))} policy): {escape(v.headline)}", title_justify="left")
+    for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("evidence", "left"), ("result", "left")):
+        gates.add_column(column, justify=justify, overflow="fold")
+    for g in report.gates:
+        gates.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), STATUS[g.status])
+    return gates
 
 
 def _summary_table(report: Report) -> Table:
@@ -98,14 +109,17 @@ def _summary_table(report: Report) -> Table:
     summary.add_row("images answered", str(s.images - s.unreadable - s.old_errors), str(s.images - s.unreadable - s.new_errors), "")
     summary.add_row("errors", _red(s.old_errors), _red(s.new_errors), "")
     summary.add_row("boxes", str(a.old_boxes), str(a.new_boxes), f"{a.new_boxes - a.old_boxes:+d}")
-    summary.add_row("latency p50 (ms)", fmt.ms(s.old_latency.p50), fmt.ms(s.new_latency.p50), fmt.ratio(s.latency_ratio))
-    summary.add_row("latency p95 (ms)", fmt.ms(s.old_latency.p95), fmt.ms(s.new_latency.p95), fmt.ratio(s.p95_ratio))
+    summary.add_row("latency p50 (ms)", fmt.ms(s.old_latency.p50), fmt.ms(s.new_latency.p50), fmt.interval(s.p50_ratio))
+    summary.add_row("latency p95 (ms)", fmt.ms(s.old_latency.p95), fmt.ms(s.new_latency.p95), fmt.interval(s.p95_ratio_estimate))
     summary.add_section()
     summary.add_row("compared images", "", str(s.compared), "")
     summary.add_row("images with disagreement", "", f"{a.disagreeing_images} ({fmt.share(a.disagreement)})", "")
     summary.add_row("boxes matched / missing / extra / relabelled", "", f"{a.matched} / {a.missing} / {a.extra} / {a.relabelled}", "")
     summary.add_row("precision / recall / F1", "", f"{fmt.score(a.precision)} / {fmt.score(a.recall)} / {fmt.score(a.f1)}", "")
     summary.add_row("mean IoU of matches", "", fmt.score(a.mean_iou), "")
+    summary.add_row(f"drifted matches (IoU < {s.drift_iou:g})", "", f"{a.drifted} ({fmt.share(a.drift)})", "")
+    if a.answered is not None and a.answered.images != a.images:
+        summary.add_row("recall on answered images only", "", fmt.score(a.answered.recall), "")
     if s.unreadable:
         summary.add_row("unreadable images", "", _red(s.unreadable), "")
     return summary
@@ -126,8 +140,7 @@ def timeline_table(report: Report) -> Table:
     s = report.summary
     table = Table(title=f"canary: {escape(s.old)} -> {escape(s.new)}", title_justify="left")
     for column in ("step", "share", "requests", "to canary", "disagreement", "recall", "errors", "p50 old / new (ms)", "verdict"):
-        table.add_column(column, justify="left" if column == "verdict" else "right")
-    styles = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
+        table.add_column(column, justify="left" if column == "verdict" else "right", overflow="fold")
     for n, step in enumerate(report.timeline, 1):
         x = step.summary
         if x is None:
@@ -136,6 +149,7 @@ def timeline_table(report: Report) -> Table:
             latency = f"{fmt.ms(x.old_latency.p50)} / {fmt.ms(x.new_latency.p50)}"
             cells = [fmt.share(x.agreement.disagreement), fmt.score(x.agreement.recall), str(x.new_errors), latency]
         ran = step.verdict != "not run"
-        verdict = styles[step.verdict] + ("" if not step.failed_gates else ": " + escape("; ".join(g.message for g in step.failed_gates)))
+        deciding = step.failed_gates or step.inconclusive_gates
+        verdict = STATUS[step.verdict] + ("" if not deciding else ": " + escape(", ".join(g.gate.flag for g in deciding)))
         table.add_row(str(n), f"{step.share:g}%", str(step.requests) if ran else "", str(step.canary_requests) if ran else "", *cells, verdict)
     return table

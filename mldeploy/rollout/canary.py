@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Mapping, Sequence
 
+from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import UsageError
 from mldeploy.models.base import Detector
 from mldeploy.pipeline import ImageInput
-from mldeploy.rollout.gates import GateResult, evaluate
+from mldeploy.rollout.gates import FAIL, INCONCLUSIVE, GateResult, Verdict, evaluate, verdict
 from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowSummary, replay
 
 DEFAULT_STEPS = (5, 25, 50, 100)
@@ -58,18 +59,27 @@ def bucket(key: str, salt: str = "") -> float:
 
 @dataclass
 class StepResult:
-    """One step of the rollout: ``share`` percent of the traffic on the new version."""
+    """One step of the rollout: ``share`` percent of the traffic on the new version.
+
+    ``verdict`` is the gates' verdict on the canary's requests so far (pass, fail, inconclusive, report
+    only), or ``no traffic`` / ``not run``. An inconclusive step keeps ramping: the next step brings
+    more evidence.
+    """
 
     share: float
     requests: int
     canary_requests: int = 0
     summary: ShadowSummary | None = None
     gates: list[GateResult] = field(default_factory=list)
-    verdict: str = "not run"  # pass | fail | no traffic | not run
+    verdict: str = "not run"
 
     @property
     def failed_gates(self) -> list[GateResult]:
-        return [g for g in self.gates if not g.passed]
+        return [g for g in self.gates if g.failed]
+
+    @property
+    def inconclusive_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if g.status == INCONCLUSIVE]
 
 
 @dataclass
@@ -78,24 +88,30 @@ class CanaryRun:
     new: str
     steps: list[StepResult]
     records: list[ShadowRecord]
+    outcome: Verdict | None  # the verdict of the last step that ran (None: no step sent any traffic)
     wall_seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return all(step.verdict in ("pass", "no traffic") for step in self.steps) and any(s.verdict == "pass" for s in self.steps)
+        return self.outcome is not None and self.outcome.ok
 
     @property
     def failed_step(self) -> StepResult | None:
-        return next((step for step in self.steps if step.verdict == "fail"), None)
+        return next((step for step in self.steps if step.verdict == FAIL), None)
+
+    @property
+    def last_step(self) -> StepResult | None:
+        return next((step for step in reversed(self.steps) if step.summary is not None), None)
 
     def failure_reason(self) -> str:
-        step = self.failed_step
-        if step is None:
-            if not self.passed:
-                return "no step sent any traffic to the new version"
+        if self.outcome is None:
+            return "no step sent any traffic to the new version"
+        step = self.failed_step or self.last_step
+        if self.outcome.ok:
             return ""
-        gates = "; ".join(g.message for g in step.failed_gates)
-        return f"canary of {self.new} failed at {step.share:g}% ({step.canary_requests} requests): {gates}"
+        gates = "; ".join(g.message for g in self.outcome.deciding)
+        what = "failed" if self.outcome.status == FAIL else "was inconclusive"
+        return f"canary of {self.new} {what} at {step.share:g}% ({step.canary_requests} requests): {gates}"
 
 
 def run_canary(
@@ -106,18 +122,25 @@ def run_canary(
     bounds: Mapping[str, float],
     *,
     iou_threshold: float = 0.5,
+    drift_iou: float = DRIFT_IOU,
     labels: Sequence[str] | None = None,
     salt: str = "",
     workers: int = 1,
+    on_inconclusive: str = "fail",
     on_step=None,
 ) -> CanaryRun:
-    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step."""
+    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step.
+
+    The outcome is the verdict of the last step that ran, with ``on_inconclusive`` deciding what an
+    inconclusive gate means there (earlier steps only ever stop on a failure).
+    """
     started = time.perf_counter()
     ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
     results = [StepResult(share, len(ordered)) for share in steps]
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold)
-    stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, labels=labels, workers=workers)
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou)
+    stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
     position = 0
+    outcome = None
     try:
         for step in results:
             limit = step.share / 100
@@ -130,11 +153,12 @@ def run_canary(
             else:
                 step.summary = metric.compute()
                 step.gates = evaluate(step.summary, bounds)
-                step.verdict = "fail" if step.failed_gates else "pass"
+                outcome = verdict(step.gates, on_inconclusive)
+                step.verdict = verdict(step.gates, "fail").status  # a step shows what it knows; only a failure stops
             if on_step is not None:
                 on_step(step)
-            if step.verdict == "fail":
+            if step.verdict == FAIL:
                 break
     finally:
         stream.close()  # stop the replay's threads if the rollout stopped early
-    return CanaryRun(old.spec.ref, new.spec.ref, results, list(metric.records), time.perf_counter() - started)
+    return CanaryRun(old.spec.ref, new.spec.ref, results, list(metric.records), outcome, time.perf_counter() - started)

@@ -1,21 +1,31 @@
-"""Release gates: bounds on a :class:`~mldeploy.rollout.shadow.ShadowSummary` that a CI job enforces,
-and on the live window a server's canary guard keeps (:class:`LiveWindow`): one table, one evaluation.
+"""Release gates and the verdict they give, offline (a ShadowSummary) and live (a server's LiveWindow).
 
-Each gate has a name (``max_disagreement``), a command-line flag (``--max-disagreement``) and a key in
-``mldeploy.toml``'s ``[gates]`` table. Bounds come from the flag, else the project file, else the
-default here; only ``max_new_errors`` (0) and ``min_images`` (1) are on by default, so a new version
-that crashes, or a run that compared nothing, never passes quietly.
+Each gate has a name (``min_recall``), a flag (``--min-recall``) and a key in ``mldeploy.toml``'s
+``[gates]``. Bounds come from the flag, else the project file, else the **default policy**: the bounds
+every ``shadow`` and ``canary`` applies when nobody says otherwise (:data:`DEFAULT_POLICY`, with the
+reason for each in the README). ``--gates none`` (or ``policy = "none"`` in ``[gates]``) switches the
+policy off; then only bounds given explicitly apply, and a run with no quality gate says "report only",
+never PASS.
+
+A gate's outcome is ``pass``, ``fail`` or ``inconclusive``. The latency ratio gates are judged on a
+90% bootstrap interval of the paired per-image ratio (:mod:`mldeploy.rollout.latency`): inside the
+bound is a pass, beyond it a fail, straddling it (or on too few images) inconclusive.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mldeploy.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
-    from mldeploy.rollout.shadow import LatencyStats, ShadowSummary
+    from mldeploy.rollout.latency import LatencyStats, RatioEstimate
+    from mldeploy.rollout.shadow import ShadowSummary
+
+PASS, FAIL, INCONCLUSIVE, REPORT_ONLY = "pass", "fail", "inconclusive", "report only"
+POLICIES = ("default", "none")
+ON_INCONCLUSIVE = ("fail", "pass")
 
 
 def _mean_iou(summary: ShadowSummary) -> float | None:
@@ -29,50 +39,65 @@ def _mean_iou(summary: ShadowSummary) -> float | None:
 class Gate:
     name: str
     kind: str  # "max" or "min"
-    metric: Callable[[ShadowSummary], float | None]
+    metric: Callable[[Any], float | None]
     what: str
     label: str  # a short name for one-line reasons: "error rate 40.0% > 20.0%"
-    unit: str = ""  # "%" shows a share as a percentage, "ms" seconds as milliseconds, "x" a ratio
-    default: float | None = None
+    unit: str = ""  # "%" shows a share as a percentage, "ms" seconds as milliseconds, "x" a ratio, "n" a count
+    default: float | None = None  # the default policy's bound
     share: bool = False  # the figure is a share from 0 to 1 (and so must the bound be)
+    quality: bool = False  # judges the answers (not speed or errors): a run needs one to PASS
+    interval: Callable[[Any], RatioEstimate | None] | None = None  # judged on an interval, not a point
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def show(self, value: float | None) -> str:
+    def scaled(self, bound: float) -> float:
+        """The bound in the figure's own units (``max_p95_ms`` is given in ms, measured in seconds)."""
+        return bound / 1000 if self.unit == "ms" else bound
+
+    def show(self, value: float | None, near: float | None = None) -> str:
+        """``value`` in the gate's units, with enough decimals to tell it from ``near`` (a bound)."""
         if value is None:
             return "n/a"
-        if self.unit == "%":
-            return f"{value * 100:.1f}%"
-        if self.unit == "ms":
-            return f"{value * 1000:.1f} ms"
-        if self.unit == "x":
-            return f"{value:.2f}x"
-        if self.unit == "n":
+        scale, suffix, digits = {"%": (100, "%", 1), "ms": (1000, " ms", 1), "x": (1, "x", 2), "n": (1, "", 0)}.get(self.unit, (1, "", 3))
+        if self.unit == "n" and float(value).is_integer():
             return f"{value:g}"
-        return f"{value:.3f}"
+        shown, other = value * scale, None if near is None else near * scale
+        while other is not None and digits < 6 and f"{shown:.{digits}f}" == f"{other:.{digits}f}" and shown != other:
+            digits += 1
+        return f"{shown:.{digits}f}{suffix}"
 
 
 GATES: dict[str, Gate] = {
     gate.name: gate
     for gate in (
         Gate("max_disagreement", "max", lambda s: s.agreement.disagreement, "share of compared images where the versions disagree",
-             "disagreement", "%", share=True),
-        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", "precision", share=True),
-        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds", "recall", share=True),
-        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", "F1", share=True),
-        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes (catches drifting boxes)", "mean IoU", share=True),
+             "disagreement", "%", share=True, quality=True),
+        Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", "precision",
+             default=0.95, share=True, quality=True),
+        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds (an error counts its "
+             "image's old boxes as missing)", "recall", default=0.95, share=True, quality=True),
+        Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", "F1", share=True, quality=True),
+        Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes", "mean IoU", share=True, quality=True),
+        Gate("max_drift", "max", lambda s: s.agreement.drift, "share of matched boxes that drifted (IoU under --drift-iou)", "drift", "%",
+             default=0.10, share=True, quality=True),
         Gate("max_count_change", "max", lambda s: s.agreement.max_relative_count_change, "largest relative change in a label's box count",
-             "count change", "%"),
-        Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency", "p50 ratio", "x"),
+             "count change", "%", quality=True),
+        Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency, per image pair", "p50 ratio", "x",
+             default=1.25, interval=lambda s: s.p50_ratio),
+        Gate("max_p95_ratio", "max", lambda s: s.p95_ratio, "new p95 latency / old p95 latency, per image pair (the tail)", "p95 ratio", "x",
+             default=1.5, interval=lambda s: s.p95_ratio_estimate),
         Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "p95 latency", "ms"),
         Gate("max_error_rate", "max", lambda s: s.error_rate, "share of requests the new version failed on", "error rate", "%", share=True),
         Gate("max_new_errors", "max", lambda s: s.new_errors, "images the new version failed on (the old one did not fail to read)",
-             "new errors", "n", 0),
-        Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "images", "n", 1),
+             "new errors", "n", default=0),
+        Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "images", "n", default=1),
     )
 }
+
+#: The bounds a rehearsal applies when nobody says otherwise.
+DEFAULT_POLICY = {name: gate.default for name, gate in GATES.items() if gate.default is not None}
 
 
 @dataclass(frozen=True)
@@ -80,27 +105,51 @@ class GateResult:
     gate: Gate
     bound: float
     value: float | None
-    passed: bool
+    status: str  # PASS, FAIL or INCONCLUSIVE
+    interval: tuple[float, float] | None = None  # the 90% interval a ratio gate was judged on
+    pairs: int | None = None  # images it was judged on
 
     @property
     def name(self) -> str:
         return self.gate.name
 
     @property
+    def passed(self) -> bool:
+        return self.status == PASS
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    @property
     def bound_text(self) -> str:
         """``<= 5.0%``, ``>= 0.950``: the bound in the same units as the value."""
         op = "<=" if self.gate.kind == "max" else ">="
-        return f"{op} {self.gate.show(self.bound / 1000 if self.gate.unit == 'ms' else self.bound)}"
+        return f"{op} {self.gate.show(self.gate.scaled(self.bound))}"
+
+    def _shown(self) -> str:
+        return self.gate.show(self.value, self.gate.scaled(self.bound))
+
+    @property
+    def evidence(self) -> str:
+        """``90% interval 1.12x-1.31x over 40 images``, for gates judged on an interval."""
+        if self.interval is None:
+            return f"{self.pairs} images, fewer than needed" if self.pairs is not None else ""
+        low, high = (self.gate.show(v, self.gate.scaled(self.bound)) for v in self.interval)
+        return f"90% interval {low}-{high} over {self.pairs} images"
 
     @property
     def message(self) -> str:
-        return f"{self.gate.flag}: {self.gate.show(self.value)} (must be {self.bound_text})"
+        text = f"{self.gate.flag}: {self._shown()} (must be {self.bound_text})"
+        if self.status == INCONCLUSIVE:
+            return f"{text}: inconclusive, {self.evidence or 'nothing to measure'}"
+        return f"{text}; {self.evidence}" if self.evidence else text
 
     @property
     def short(self) -> str:
         """``error rate 40.0% > 20.0%``: for a reason in the history."""
-        op = (">" if self.gate.kind == "max" else "<") if not self.passed else ("<=" if self.gate.kind == "max" else ">=")
-        return f"{self.gate.label} {self.gate.show(self.value)} {op} {self.bound_text.split(' ', 1)[1]}"
+        op = {PASS: "<=" if self.gate.kind == "max" else ">=", FAIL: ">" if self.gate.kind == "max" else "<"}.get(self.status, "vs")
+        return f"{self.gate.label} {self._shown()} {op} {self.bound_text.split(' ', 1)[1]}"
 
 
 @dataclass(frozen=True)
@@ -127,17 +176,41 @@ class LiveWindow:
 LIVE_GATES = ("max_error_rate", "max_p95_ms", "max_new_errors")
 
 
-def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Flag, else project file, else default, for each gate that ends up with a bound."""
+@dataclass(frozen=True)
+class Rules:
+    """What a rehearsal is judged by: the bounds, and what an inconclusive gate means at the end."""
+
+    bounds: dict[str, float]
+    on_inconclusive: str = "fail"
+    policy: str = "default"
+
+
+def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None) -> dict[str, float]:
+    """Flag, else project file, else the policy's default, for each gate that ends up with a bound."""
+    return resolve_rules(flags, project, policy).bounds
+
+
+def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None,
+                  on_inconclusive: str | None = None) -> Rules:
+    """The bounds and settings of a rehearsal: flags win over ``[gates]``, which wins over the policy."""
     project = dict(project or {})
+    settings = {key: project.pop(key) for key in ("policy", "inconclusive") if key in project}
     unknown = set(project) - set(GATES)
     if unknown:
-        raise ConfigError(f"[gates]: unknown gate {sorted(unknown)[0]!r} (known: {', '.join(GATES)})")
+        raise ConfigError(f"[gates]: unknown gate {sorted(unknown)[0]!r} (known: policy, inconclusive, {', '.join(GATES)})")
+    policy = policy or settings.get("policy", "default")
+    if policy not in POLICIES:
+        where = "--gates" if "policy" not in settings or policy != settings["policy"] else "[gates] policy"
+        raise UsageError(f"{where} {policy!r}: choose {' or '.join(POLICIES)}")
+    on_inconclusive = on_inconclusive or settings.get("inconclusive", "fail")
+    if on_inconclusive not in ON_INCONCLUSIVE:
+        raise UsageError(f"inconclusive = {on_inconclusive!r}: choose {' or '.join(ON_INCONCLUSIVE)}")
+    defaults = DEFAULT_POLICY if policy == "default" else {}
     bounds: dict[str, float] = {}
     for name, gate in GATES.items():
         value = flags.get(name)
         if value is None:
-            value = project.get(name, gate.default)
+            value = project.get(name, defaults.get(name))
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -148,23 +221,66 @@ def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, floa
         if value < 0:
             raise UsageError(f"{where} {value:g}: must not be negative")
         bounds[name] = float(value)
-    return bounds
+    return Rules(bounds, on_inconclusive, policy)
+
+
+def _judge(gate: Gate, summary: Any, bound: float) -> GateResult:
+    value = gate.metric(summary)
+    limit = gate.scaled(bound)
+    beyond = (lambda v: v > limit + 1e-12) if gate.kind == "max" else (lambda v: v < limit - 1e-12)
+    if gate.interval is not None and hasattr(summary, "latency_pairs"):
+        estimate = gate.interval(summary)
+        if estimate is None:
+            return GateResult(gate, bound, value, INCONCLUSIVE, pairs=len(summary.latency_pairs))
+        if not estimate.conclusive:
+            return GateResult(gate, bound, value, INCONCLUSIVE, pairs=estimate.pairs)
+        if gate.kind == "max" and estimate.negligible:  # under the floor: noise on a fast model, not a slowdown
+            return GateResult(gate, bound, value, PASS, (estimate.low, estimate.high), estimate.pairs)
+        low, high = (estimate.low, estimate.high) if gate.kind == "max" else (estimate.high, estimate.low)
+        status = FAIL if beyond(low) else PASS if not beyond(high) else INCONCLUSIVE
+        return GateResult(gate, bound, value, status, (estimate.low, estimate.high), estimate.pairs)
+    if value is None:  # nothing to measure (no boxes at all, nobody answered): min_images and errors decide
+        return GateResult(gate, bound, None, PASS)
+    return GateResult(gate, bound, value, FAIL if beyond(value) else PASS)
 
 
 def evaluate(summary: ShadowSummary | LiveWindow, bounds: Mapping[str, float]) -> list[GateResult]:
-    """Check every bound. A figure with nothing to measure (mean IoU when neither version found a box,
-    a latency ratio when a version never answered) passes as "n/a": ``min_images`` and
-    ``max_new_errors`` are what stop a run with no evidence."""
-    results = []
-    for name, bound in bounds.items():
-        gate = GATES[name]
-        value = gate.metric(summary)
-        scaled = bound / 1000 if gate.unit == "ms" else bound
-        if value is None:
-            passed = True
-        elif gate.kind == "max":
-            passed = value <= scaled + 1e-12
-        else:
-            passed = value >= scaled - 1e-12
-        results.append(GateResult(gate, bound, value, passed))
-    return results
+    """Judge every bound, in the order of :data:`GATES`."""
+    return [_judge(GATES[name], summary, bounds[name]) for name in GATES if name in bounds]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gates add up to: ``pass``, ``fail``, ``inconclusive`` or ``report only``, and the gates
+    that decided it (the failed ones, the inconclusive ones, or, for a pass, all of them)."""
+
+    status: str
+    deciding: tuple[GateResult, ...]
+    ran: tuple[GateResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        """The rehearsal may go on (exit 0, promote)."""
+        return self.status in (PASS, REPORT_ONLY)
+
+    @property
+    def headline(self) -> str:
+        """``FAIL: --min-recall, --max-p95-ratio``: the verdict and the gates that decided it."""
+        if self.status == REPORT_ONLY:
+            ran = ", ".join(g.gate.flag for g in self.ran) or "none"
+            return f"REPORT ONLY: no quality gate ran (gates: {ran})"
+        if self.status == PASS:
+            return f"PASS: all {len(self.ran)} gates passed"
+        return f"{self.status.upper()}: " + ", ".join(g.gate.flag for g in self.deciding)
+
+
+def verdict(results: list[GateResult], on_inconclusive: str = "fail") -> Verdict:
+    failed = tuple(g for g in results if g.status == FAIL)
+    if failed:
+        return Verdict(FAIL, failed, tuple(results))
+    inconclusive = tuple(g for g in results if g.status == INCONCLUSIVE)
+    if inconclusive and on_inconclusive == "fail":
+        return Verdict(INCONCLUSIVE, inconclusive, tuple(results))
+    if not any(g.gate.quality for g in results):
+        return Verdict(REPORT_ONLY, (), tuple(results))
+    return Verdict(PASS, tuple(results), tuple(results))

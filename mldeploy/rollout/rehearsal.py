@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import MldeployError, UsageError
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.registry import DEFAULT_MODEL, parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
 from mldeploy.project import Project
 from mldeploy.rollout.canary import StepResult, parse_steps, run_canary
-from mldeploy.rollout.gates import GateResult, evaluate, resolve_bounds
+from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
 from mldeploy.store import Change
@@ -44,18 +45,20 @@ class Report:
     summary: ShadowSummary
     gates: list[GateResult]
     settings: dict[str, Any] = field(default_factory=dict)
+    on_inconclusive: str = "fail"
     timeline: list[StepResult] | None = None  # a canary's steps, in order
     decision: CanaryDecision | None = None
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
     wall_seconds: float = 0.0
 
     @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.gates)
+    def verdict(self) -> Verdict:
+        return verdict(self.gates, self.on_inconclusive)
 
     @property
-    def failed_gates(self) -> list[GateResult]:
-        return [g for g in self.gates if not g.passed]
+    def passed(self) -> bool:
+        """The gates let the new version through (a pass, or a run with no quality gate: report only)."""
+        return self.verdict.ok
 
     @property
     def input_errors(self) -> bool:
@@ -74,7 +77,8 @@ class Rehearsal:
     images: list[ImageInput]
     unmatched: list[tuple[str, MldeployError]]
     labels: list[str] | None
-    bounds: dict[str, float]
+    rules: Rules
+    drift_iou: float = DRIFT_IOU
 
     @property
     def old(self) -> Detector:
@@ -84,12 +88,18 @@ class Rehearsal:
     def new(self) -> Detector:
         return self.project.load(self.new_spec)
 
+    @property
+    def bounds(self) -> dict[str, float]:
+        return self.rules.bounds
+
     def settings(self, iou: float, **extra: Any) -> dict[str, Any]:
-        return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "classes": self.labels, **extra}
+        return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "drift_iou": self.drift_iou, "classes": self.labels,
+                "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **extra}
 
 
 def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
-            classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None,
+            classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
+            on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
             outputs: Sequence[Path | None] = (), html: Path | None = None) -> Rehearsal:
     """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
@@ -103,7 +113,7 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     old_spec = resolve_version(registry, old or model, model)
     new_spec = resolve_version(registry, new, model)
     labels = parse_classes(classes, old_spec, new_spec)
-    bounds = resolve_bounds(gate_flags or {}, project.gate_defaults())
+    rules = resolve_rules(gate_flags or {}, project.gate_defaults(), policy, on_inconclusive)
     images, unmatched = collect_inputs(paths, exclude=html)
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
@@ -111,14 +121,14 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     for target in (Path(p) for p in outputs if p is not None):
         if target.resolve() in inputs:
             raise UsageError(f"refusing to write a report over input image {target}")
-    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, bounds)
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, rules, drift_iou)
 
 
 def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
     """Replay every image through both versions and judge the gates."""
-    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, labels=r.labels, workers=workers, on_record=on_record)
+    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record)
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers),
-                  unmatched=r.unmatched, wall_seconds=run.wall_seconds)
+                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds)
 
 
 def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
@@ -135,17 +145,18 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
     if r.old_spec.ref == r.new_spec.ref:
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
-    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, labels=r.labels, salt=salt, workers=workers, on_step=on_step)
-    evaluated = [s for s in run.steps if s.summary is not None]
-    if not evaluated:
+    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
+                     workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step)
+    last = run.last_step
+    if last is None:
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
-    last = run.failed_step or evaluated[-1]
     if run.passed:
-        action, target, reason = "canary-promote", r.new_spec, f"canary passed every step ({steps}) on {len(run.records)} requests"
+        what = "passed every step" if run.outcome.status == "pass" else f"{run.outcome.status} (no step failed)"
+        action, target, reason = "canary-promote", r.new_spec, f"canary {what} ({steps}) on {len(run.records)} requests"
     else:
         action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
     change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
     settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
-    return Report("canary", run.records, last.summary, last.gates, settings, timeline=run.steps, decision=decision,
+    return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
                   unmatched=r.unmatched, wall_seconds=run.wall_seconds)

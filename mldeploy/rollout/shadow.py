@@ -5,6 +5,10 @@ decoded once (on an I/O thread, ahead of time, so decoding overlaps inference) a
 versions, one after the other by default or side by side on two threads (``workers=2``). Every
 Detector holds its own lock and times its forward pass under that lock, so running them side by side
 never changes an answer and waiting for a lock never counts as latency.
+
+One after the other, whichever version runs second on an image finds it warm in the caches: with the
+old version always first, the same network measured 5-10% faster as "new". So the order alternates
+from one image to the next (benchmarks/latency_bias.py shows the bias before and after).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mldeploy.compare import AgreementMetric, AgreementResult, ImageComparison, match
+from mldeploy.compare import DRIFT_IOU, AgreementMetric, AgreementResult, ImageComparison, failed_comparison, match
 from mldeploy.errors import MldeployError
 from mldeploy.images import read_image
 from mldeploy.models.base import Detector
 from mldeploy.pipeline import DetectionResult, ImageInput, run_detector
+from mldeploy.rollout.latency import LatencyStats, RatioEstimate, paired_ratio
 
 
 @dataclass
@@ -29,7 +35,8 @@ class ShadowRecord:
     """Both versions' answers on one image and how they compare.
 
     ``input_error`` is set when the image itself could not be read (then neither version ran);
-    a version that raised has its error in its own result, and ``comparison`` is None.
+    a version that raised has its error in its own result. ``comparison`` is None unless the old
+    version answered: when only the new one failed, it counts every old box as missing.
     """
 
     index: int
@@ -46,8 +53,12 @@ class ShadowRecord:
 
     @property
     def disagreements(self) -> int:
-        c = self.comparison
-        return len(c.missing) + len(c.extra) + len(c.relabelled) if c is not None else 0
+        return self.comparison.disagreements if self.comparison is not None else 0
+
+    @property
+    def answered(self) -> bool:
+        """Both versions answered."""
+        return self.input_error is None and self.old.ok and self.new.ok
 
     @property
     def agrees(self) -> bool:
@@ -69,10 +80,12 @@ def replay(
     new: Detector,
     *,
     iou_threshold: float = 0.5,
+    drift_iou: float = DRIFT_IOU,
     labels: Sequence[str] | None = None,
     workers: int = 1,
     prefetch: int = 4,
     warm_up: bool = True,
+    alternate: bool = True,
 ) -> Iterator[ShadowRecord]:
     """Run ``old`` and ``new`` on every image; yield one :class:`ShadowRecord` per image, in order.
 
@@ -84,6 +97,8 @@ def replay(
         labels: compare only these labels (both versions' other boxes are dropped first).
         warm_up: run each version once, untimed, on the first readable image, so that first-call
             costs (memory allocation, graph tracing) do not land in the latency figures.
+        alternate: run the new version first on every other image, so that neither version always
+            gets the caches the other one warmed (``False`` only to measure that bias).
     """
     source = iter(enumerate(inputs))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-io") as io_pool, ThreadPoolExecutor(
@@ -117,41 +132,30 @@ def replay(
                     warm_up = False
                     for future in [infer_pool.submit(_run, d, image, item.display, labels) for d in (old, new)]:
                         future.result()
-                running.append((
-                    index, item,
-                    infer_pool.submit(_run, old, image, item.display, labels),
-                    infer_pool.submit(_run, new, image, item.display, labels),
-                ))
+                order = (new, old) if alternate and index % 2 else (old, new)
+                futures = {d: infer_pool.submit(_run, d, image, item.display, labels) for d in order}
+                running.append((index, item, futures[old], futures[new]))
             if running:
                 index, item, old_future, new_future = running.popleft()
                 record = ShadowRecord(index, item, old_future.result(), new_future.result())
-                if record.old.ok and record.new.ok:
+                if record.old.ok:
                     matching = time.perf_counter()
-                    record.comparison = match(record.old.detections, record.new.detections, iou_threshold)
+                    if record.new.ok:
+                        record.comparison = match(record.old.detections, record.new.detections, iou_threshold, drift_iou)
+                    else:
+                        record.comparison = failed_comparison(record.old.detections, drift_iou)
                     record.compare_seconds = time.perf_counter() - matching
                 yield record
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Per-call model latency of one version, in seconds."""
-
-    calls: int
-    p50: float | None
-    p95: float | None
-    mean: float | None
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> "LatencyStats":
-        if not seconds:
-            return cls(0, None, None, None)
-        values = np.asarray(seconds, dtype=np.float64)
-        return cls(len(values), float(np.percentile(values, 50)), float(np.percentile(values, 95)), float(values.mean()))
-
-
-@dataclass(frozen=True)
 class ShadowSummary:
-    """Everything the gates and the reports need about a replay (old version = reference)."""
+    """Everything the gates and the reports need about a replay (old version = reference).
+
+    ``agreement`` counts an image the new version failed on (and the old one answered) as every old
+    box missing; ``agreement.answered`` leaves those images out. ``latency_pairs`` holds
+    ``(old seconds, new seconds)`` for each image both versions answered.
+    """
 
     old: str
     new: str
@@ -164,25 +168,32 @@ class ShadowSummary:
     agreement: AgreementResult
     old_latency: LatencyStats
     new_latency: LatencyStats
+    latency_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), compare=False, repr=False)
+    drift_iou: float = DRIFT_IOU
+
+    @cached_property
+    def p50_ratio(self) -> RatioEstimate | None:
+        """New p50 over old p50 on the paired images, with its interval (the median resists one slow outlier)."""
+        return paired_ratio(self.latency_pairs, 50)
+
+    @cached_property
+    def p95_ratio_estimate(self) -> RatioEstimate | None:
+        """New p95 over old p95 on the paired images: the tail, where a version slow on some inputs shows."""
+        return paired_ratio(self.latency_pairs, 95)
 
     @property
     def latency_ratio(self) -> float | None:
-        """New p50 over old p50 (the median resists one slow outlier on small sets)."""
-        if self.new_latency.p50 is None or not self.old_latency.p50:
-            return None
-        return self.new_latency.p50 / self.old_latency.p50
+        return self.p50_ratio.value if self.p50_ratio is not None else None
+
+    @property
+    def p95_ratio(self) -> float | None:
+        return self.p95_ratio_estimate.value if self.p95_ratio_estimate is not None else None
 
     @property
     def error_rate(self) -> float | None:
         """Share of readable images the new version failed on."""
         readable = self.images - self.unreadable
         return self.new_errors / readable if readable else None
-
-    @property
-    def p95_ratio(self) -> float | None:
-        if self.new_latency.p95 is None or not self.old_latency.p95:
-            return None
-        return self.new_latency.p95 / self.old_latency.p95
 
 
 @dataclass
@@ -192,6 +203,7 @@ class ShadowMetric:
     old: str
     new: str
     iou_threshold: float = 0.5
+    drift_iou: float = DRIFT_IOU
     records: list[ShadowRecord] = field(default_factory=list)
 
     def update(self, record: ShadowRecord) -> None:
@@ -201,23 +213,26 @@ class ShadowMetric:
         self.records.clear()
 
     def compute(self) -> ShadowSummary:
-        agreement = AgreementMetric(self.iou_threshold)
+        agreement = AgreementMetric(self.iou_threshold, self.drift_iou)
         for record in self.records:
             if record.comparison is not None:
                 agreement.add(record.comparison)
         readable = [r for r in self.records if r.input_error is None]
+        answered = [r for r in readable if r.answered]
         return ShadowSummary(
             old=self.old,
             new=self.new,
             iou_threshold=self.iou_threshold,
             images=len(self.records),
-            compared=sum(r.comparison is not None for r in self.records),
+            compared=len(answered),
             unreadable=len(self.records) - len(readable),
             old_errors=sum(not r.old.ok for r in readable),
             new_errors=sum(not r.new.ok for r in readable),
             agreement=agreement.compute(),
             old_latency=LatencyStats.of([r.old.seconds for r in readable if r.old.ok]),
             new_latency=LatencyStats.of([r.new.seconds for r in readable if r.new.ok]),
+            latency_pairs=np.array([(r.old.seconds, r.new.seconds) for r in answered], dtype=np.float64).reshape(-1, 2),
+            drift_iou=self.drift_iou,
         )
 
 
@@ -244,15 +259,18 @@ def run_shadow(
     new: Detector,
     *,
     iou_threshold: float = 0.5,
+    drift_iou: float = DRIFT_IOU,
     labels: Sequence[str] | None = None,
     workers: int = 1,
     warm_up: bool = True,
+    alternate: bool = True,
     on_record=None,
 ) -> ShadowRun:
     """:func:`replay` to the end and summarise; ``on_record(record)`` is called as each image finishes."""
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold)
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou)
     started = time.perf_counter()
-    for record in replay(inputs, old, new, iou_threshold=iou_threshold, labels=labels, workers=workers, warm_up=warm_up):
+    for record in replay(inputs, old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers, warm_up=warm_up,
+                         alternate=alternate):
         metric.update(record)
         if on_record is not None:
             on_record(record)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from mldeploy.rollout.gates import LiveWindow, evaluate
-from mldeploy.rollout.shadow import LatencyStats
+from mldeploy.rollout.latency import LatencyStats
 
 
 @dataclass
@@ -49,7 +49,7 @@ class CanaryGuard:
                 watch.latencies.append(seconds)
             if watch.requests < self.min_requests:
                 return
-            failed = [g for g in evaluate(watch.window(), self.bounds) if not g.passed]
+            failed = [g for g in evaluate(watch.window(), self.bounds) if g.failed]
             if not failed:
                 return
             del self._watches[(model, version)]

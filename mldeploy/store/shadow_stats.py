@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS shadow_stats (
 );
 """
 
+# Version 4: matched pairs whose IoU is under the drift threshold.
+SCHEMA_V4 = """
+ALTER TABLE shadow_stats ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: Columns a server adds to: the agreement counts and the coverage of the traffic.
 COVERAGE = ("requests", "errors", "dropped")
 SHADOW_COUNTERS = tuple(AgreementCounts.ROW_COLUMNS.values()) + COVERAGE

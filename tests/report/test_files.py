@@ -30,7 +30,7 @@ def report(project_dir):
     old, new = (load_detector(registry.resolve(r)) for r in ("faces@v1", "faces-haar@default"))
     images, _ = collect_inputs(["photos"])
     run = run_shadow(images, old, new)
-    gates = evaluate(run.summary, resolve_bounds({"min_recall": 0.99}))
+    gates = evaluate(run.summary, resolve_bounds({"min_recall": 0.99, "max_new_errors": 0, "min_images": 1}, policy="none"))
     return Report("shadow", run.records, run.summary, gates, {"old": "faces@v1", "new": "faces-haar@default"})
 
 
@@ -54,7 +54,11 @@ def test_junit_has_a_case_per_gate_and_per_image(report, tmp_path):
     assert [c.get("name") for c in gates] == ["--min-recall", "--max-new-errors", "--min-images"]
     assert gates.get("failures") == "1" and gates.find("testcase/failure").get("message").startswith("--min-recall:")
     assert len(images) == 7 and images.get("errors") == "1"
-    assert int(images.get("failures")) == report.summary.agreement.disagreeing_images
+    # Disagreements are the gates' to judge: each disagreeing image carries them as properties, never as a failure.
+    assert images.get("failures") == "0"
+    with_properties = [c for c in images.findall("testcase") if c.find("properties") is not None]
+    assert len(with_properties) == report.summary.agreement.disagreeing_images > 0
+    assert {p.get("name") for p in with_properties[0].iter("property")} >= {"missing", "extra", "relabelled", "drifted"}
     assert root.get("tests") == "10"
 
 

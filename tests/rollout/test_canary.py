@@ -29,11 +29,12 @@ def test_routing_is_sticky_stable_and_independent_of_how_the_folder_was_named(pr
     assert 20 < len(at[5]) < 80 and 400 < len(at[50]) < 600  # and the shares are about right
 
 
-def canary(refs, steps, **bounds):
+def canary(refs, steps, policy="none", **bounds):
+    """A canary judged by the bounds named (``policy="default"`` adds the default policy's)."""
     registry = Project().registry()
     old, new = (load_detector(registry.resolve(r)) for r in refs)
     images, _ = collect_inputs(["shapes"])
-    return run_canary(images, old, new, steps, resolve_bounds(bounds))
+    return run_canary(images, old, new, steps, resolve_bounds(bounds, policy=policy))
 
 
 def test_a_good_version_passes_every_step(project_dir):
@@ -59,3 +60,13 @@ def test_reruns_route_the_same_way(project_dir):
     two = canary(("shapes@v1", "shapes@shifted"), (5, 25, 50, 100), min_mean_iou=0.5)
     assert [s.canary_requests for s in one.steps] == [s.canary_requests for s in two.steps]
     assert [r.source for r in one.records] == [r.source for r in two.records]
+
+
+def test_with_the_default_policy_small_steps_are_inconclusive_and_the_rollout_keeps_ramping(project_dir):
+    run = canary(("shapes@v1", "shapes@v1"), (25, 50, 100), policy="default")
+    by_step = {s.share: (s.canary_requests, s.verdict) for s in run.steps}
+    for share, (requests, step_verdict) in by_step.items():
+        if 0 < requests < 5:  # too few pairs to judge latency: not a failure, not a pass
+            assert step_verdict == "inconclusive", by_step
+    assert by_step[100] == (8, "pass") and run.passed  # the last step has the evidence
+    assert run.outcome.status == "pass"

@@ -183,3 +183,20 @@ def test_a_store_opens_from_a_location(tmp_path):
         assert isinstance(store, SQLiteStore) and store.path == tmp_path / "a" / "state.db"
     with pytest.raises(UsageError, match="no store for 'postgresql'"):
         open_store("postgresql://localhost/mldeploy")
+
+
+def test_a_schema_3_file_gains_the_drift_column_and_keeps_its_counters(tmp_path):
+    from mldeploy.store import db as state_module, pins, releases, routes, shadow_stats
+
+    store = StateStore(tmp_path)
+    db = sqlite3.connect(store.path)
+    db.executescript(releases.SCHEMA + routes.SCHEMA + shadow_stats.SCHEMA + pins.SCHEMA)
+    db.execute("INSERT INTO shadow_stats (model, live_version, shadow_version, compared, matched, first_at, updated_at) "
+               "VALUES ('faces', 'v1', 'v2', 4, 7, 'then', 'then')")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    store.add_shadow_stats("faces", "v1", "v2", {"compared": 1, "drifted": 2})
+    (row,) = store.shadow_stats("faces")
+    assert (row["compared"], row["matched"], row["drifted"]) == (5, 7, 2)
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION == 4

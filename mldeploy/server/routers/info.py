@@ -40,8 +40,8 @@ async def shadow_summary(request: Request, name: str = Depends(served_model)):
             "live": f"{name}@{row['live_version']}", "shadow": f"{name}@{row['shadow_version']}",
             "requests": row["requests"], "compared": counts.images, "errors": row["errors"], "dropped": row["dropped"],
             "disagreeing": counts.disagreeing_images, "disagreement": counts.disagreement,
-            "precision": counts.precision, "recall": counts.recall, "mean_iou": counts.mean_iou,
-            "boxes": {k: row[k] for k in ("old_boxes", "new_boxes", "matched", "missing", "extra", "relabelled")},
+            "precision": counts.precision, "recall": counts.recall, "mean_iou": counts.mean_iou, "drift": counts.drift,
+            "boxes": {k: row[k] for k in ("old_boxes", "new_boxes", "matched", "missing", "extra", "relabelled", "drifted")},
             "since": row["first_at"], "updated": row["updated_at"],
         })
     return {"model": name, "shadow": deployments.plans[name].describe()["shadow"], "pairs": pairs}
