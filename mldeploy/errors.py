@@ -16,6 +16,7 @@ class MldeployError(Exception):
 
     exit_code: int = 1
     http_status: int = 500
+    public: bool = False  # a 5xx whose message may reach the client (others say "see the server's log")
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -109,6 +110,19 @@ class UploadTooLargeError(MldeployError):
 
     exit_code = 1
     http_status = 413
+
+
+class RequestTimeoutError(MldeployError):
+    """A client that did not send its request body in time."""
+
+    http_status = 408
+
+
+class InferenceTimeoutError(MldeployError):
+    """A request whose model did not answer within the server's time limit."""
+
+    http_status = 503
+    public = True  # the message says only what the client sent too much of: safe to show
 
 
 class UnsupportedUploadError(NotAnImageError):

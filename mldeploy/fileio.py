@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -37,3 +38,92 @@ def atomic_write(path: Path, data: bytes, protect: Iterable[Path] = ()) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+#: Largest text file mldeploy reads for settings (mldeploy.toml, names, label maps): far above any real one.
+MAX_TEXT_BYTES = 1 << 20
+
+
+def not_a_regular_file(path: Path, folder_ok: bool = False) -> str | None:
+    """Why ``path`` cannot be read as a file (a FIFO would hang a reader, ``/dev/zero`` never ends), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    return "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+
+
+def read_small_text(path: Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of a small regular file.
+
+    Raises:
+        OSError: the file cannot be read, is not a regular file, is over ``limit`` bytes or is not UTF-8
+            (the message says which, naming ``what``).
+    """
+    problem = not_a_regular_file(path)
+    if problem:
+        raise OSError(f"{what} {path}: {problem}")
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{what} {path} is over {limit // 1024} KiB; is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(f"{what} {path} is not UTF-8 text") from None
+
+
+#: The file that marks a folder as an mldeploy report, which the next report may replace.
+REPORT_MARKER = ".mldeploy-report"
+
+
+def _nearest_folder_writable(path: Path) -> str | None:
+    """Why nothing can be created at ``path`` (its nearest existing ancestor is not a writable folder), or None."""
+    ancestor = Path(os.path.abspath(path)).parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
+
+
+def check_file_destination(path: Path, protect: Iterable[Path] = (), flag: str = "") -> None:
+    """Refuse, before any work, a file that could not be written where asked.
+
+    Raises:
+        OutputError: ``path`` is a folder, an input, not writable, or in a folder that cannot be created.
+    """
+    path, where = Path(path), f"{flag} {path}".strip()
+    if path.is_dir():
+        raise OutputError(f"{where} is a folder; give a file name")
+    if any(path.resolve() == Path(p).resolve() for p in protect):
+        raise OutputError(f"{where} is an input image; refusing to write over it")
+    problem = not os.access(path, os.W_OK) and path.exists() and "the file is not writable" or _nearest_folder_writable(path)
+    if problem:
+        raise OutputError(f"cannot write {where}: {problem}")
+
+
+def check_folder_destination(folder: Path, protect: Iterable[Path] = (), flag: str = "") -> None:
+    """Refuse, before any work, a report folder that could not be (re)written: a file, a folder of other
+    files (only an empty folder or an earlier report is replaced), one holding inputs, or not writable.
+
+    Raises:
+        OutputError: naming the folder and the reason.
+    """
+    folder, where = Path(folder), f"{flag} {folder}".strip()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{where} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_MARKER).exists():
+        raise OutputError(f"{where} is a folder with other files in it; give an empty or new folder (an earlier report is replaced)")
+    resolved = folder.resolve()
+    if any(resolved == Path(p).resolve() or resolved in Path(p).resolve().parents for p in protect):
+        raise OutputError(f"{where} would hold input images; give a folder outside the image set")
+    problem = _nearest_folder_writable(folder)
+    if problem:
+        raise OutputError(f"cannot write {where}: {problem}")

@@ -19,13 +19,21 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mldeploy.errors import ImageTooLargeError, InputNotFoundError, InvalidImageError, MldeployError, NotAnImageError
+from mldeploy.fileio import not_a_regular_file
 
 #: Largest image accepted, in pixels (width x height). A 12000x8000 photo is 96 MP; a decompression
 #: bomb is a small file that claims far more. Override with ``MLDEPLOY_MAX_PIXELS``.
 DEFAULT_MAX_PIXELS = 100_000_000
 
+#: The formats mldeploy decodes. Pillow is told to try these plugins and no other, so the bytes of an
+#: EPS, ICO, TGA, DDS, SGI, PCX, QOI, JPEG 2000 or IM file never reach a decoder (Pillow's EPS plugin
+#: runs Ghostscript on the bytes it is given), whatever the file is named. (A phone's multi-picture
+#: JPEG, MPO, opens through the JPEG plugin.)
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+
 #: Extensions picked up when a folder is searched. Explicit files are read whatever their name.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 
 def max_pixels() -> int:
@@ -59,6 +67,9 @@ def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.nda
         size = p.stat().st_size
         if p.is_dir():
             raise InvalidImageError("is a folder, not an image file")
+        problem = not_a_regular_file(p)
+        if problem:  # a FIFO named photo.jpg would block the read forever
+            raise InvalidImageError(problem)
         if size == 0:
             raise InvalidImageError("empty file (0 bytes)")
         with open(p, "rb") as fh:
@@ -78,7 +89,7 @@ def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
             # We apply our own pixel limit below; Pillow's global one would only warn or raise later.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
-                img = Image.open(fh)
+                img = Image.open(fh, formats=FORMATS)
             except Image.DecompressionBombError as exc:
                 # Pillow's own, higher, limit fired while reading the header; report it as ours.
                 pixels = re.search(r"\((\d+) pixels\)", str(exc))
@@ -94,7 +105,7 @@ def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
             ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to rotate
             return _to_bgr8(img)
     except UnidentifiedImageError:
-        raise NotAnImageError("not an image (content is no known image format, whatever the file name says)") from None
+        raise NotAnImageError(f"not an image mldeploy reads (the content is no {SUPPORTED}, whatever the file name says)") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"truncated or corrupt image ({_short(exc)})") from None
     except MldeployError:

@@ -66,7 +66,11 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
     excluded = exclude.resolve() if exclude else None
 
     def add(path: Path, root: Path) -> None:
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+            failures.append((str(path), InputNotFoundError("a symlink loop, not an image")))
+            return
         if resolved in seen:
             return
         seen.add(resolved)
@@ -75,8 +79,9 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            found = _walk_images(path, excluded)
-            if not found:
+            before = len(failures)
+            found = _walk_images(path, excluded, failures)
+            if not found and len(failures) == before:
                 failures.append((arg, InputNotFoundError("folder holds no image files")))
             for item in found:
                 add(item, path)
@@ -84,7 +89,7 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
             add(path, path.parent)
         elif _GLOB_CHARS & set(arg):
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
-            files = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _walk_images(m, excluded)]
+            files = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _walk_images(m, excluded, failures)]
             if not files:
                 failures.append((arg, InputNotFoundError("no files match this pattern")))
             root = _glob_root(arg)
@@ -95,9 +100,14 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
     return images, failures
 
 
-def _walk_images(folder: Path, excluded: Path | None) -> list[Path]:
+def _walk_images(folder: Path, excluded: Path | None, failures: list) -> list[Path]:
+    """Image files under ``folder``; a sub-folder that cannot be read is one named failure, the rest is walked."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        failures.append((exc.filename or str(folder), InputNotFoundError(f"cannot read this folder: {exc.strerror or exc}")))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (excluded is None or (here / d).resolve() != excluded))
         for name in sorted(filenames):

@@ -64,10 +64,10 @@ def models(
         classes = ", ".join(row["classes"]) if len(row["classes"]) <= 4 else f"{len(row['classes'])} COCO classes"
         weights = "[green]present[/]" if row["available"] else f"[red]missing {len(row['missing'])}[/]"
         folders.update(str(Path(p).parent) for p in row["missing"])
-        table.add_row(row["model"] + (" *" if row["live"] else ""), row["backend"], classes, f"{row['conf']:g}", weights)
+        table.add_row(escape(row["model"]) + (" *" if row["live"] else ""), row["backend"], escape(classes), f"{row['conf']:g}", weights)
     caption = "* live: the version a bare name means (mldeploy promote changes it)."
     if folders:
-        caption += f" Missing files are looked for in {', '.join(sorted(folders))} (MLDEPLOY_YOLO_DIR overrides); --format json lists each path."
+        caption += f" Missing files are looked for in {escape(', '.join(sorted(folders)))} (MLDEPLOY_YOLO_DIR overrides); --format json lists each path."
     table.caption = caption
     out_console().print(table)
 

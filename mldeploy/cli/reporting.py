@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mldeploy.cli.console import err_console, error_line, escape, out_console
-from mldeploy.errors import EXIT_GATE_FAILED
+from mldeploy.errors import EXIT_GATE_FAILED, OutputError
 
 
 class ReportFormat(str, Enum):
@@ -32,15 +32,13 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
         for table in rehearsal_tables(report, top):
             console.print(table)
     protect = [record.item.path for record in report.records]
-    written = []
-    if json_path is not None:
-        written.append(write_json(json_path, report, protect))
-    if junit is not None:
-        written.append(write_junit(junit, report, protect))
-    if html is not None:
-        written.append(write_html(html, report, protect))
-    for path in written:
-        err_console.print(f"wrote {escape(str(path))}")
+    writers = [(path, writer) for path, writer in ((json_path, write_json), (junit, write_junit), (html, write_html)) if path is not None]
+    unwritten = []
+    for path, writer in writers:
+        try:
+            err_console.print(f"wrote {escape(str(writer(path, report, protect)))}")
+        except OutputError as exc:  # checked before the run; a disk that fills up since must not hide the verdict
+            unwritten.append(exc)
 
     for arg, err in report.unmatched:
         error_line(f"{escape(arg)}: {escape(str(err))}")
@@ -56,11 +54,15 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
         error_line(f"gate {'failed' if g.failed else 'inconclusive'}: {escape(g.message)}")
     s = report.summary
     where = f"({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, {report.wall_seconds:.1f} s)"
+    for exc in unwritten:
+        error_line(escape(str(exc)))
     if not v.ok:
         advice = " (more images, or --inconclusive pass)" if v.status == "inconclusive" else ""
         err_console.print(f"[bold red]{escape(v.headline)}[/] {where}{advice}")
         raise typer.Exit(EXIT_GATE_FAILED)
     colour = "bold green" if v.status == "pass" else "bold yellow"
     err_console.print(f"[{colour}]{escape(v.headline)}[/] {where}")
+    if unwritten:
+        raise typer.Exit(unwritten[0].exit_code)
     if report.input_errors:
         raise typer.Exit(1)

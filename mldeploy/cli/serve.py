@@ -21,6 +21,11 @@ def serve(
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body accepted (413 above).")] = 20.0,
     shadow_queue: Annotated[int, typer.Option("--shadow-queue", min=1, help="Shadow jobs waiting at most; more are dropped and counted.")] = 64,
+    shadow_memory_mb: Annotated[float, typer.Option("--shadow-memory-mb", min=1, help="Memory the images waiting for the shadow may take; more are dropped and counted.")] = 256,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image accepted, in megapixels (422 above; checked before decoding).")] = 25,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds a model may take on one request (503 after).")] = 30,
+    header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, help="Seconds a client may take to send its request headers (connection closed after).")] = 10,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, help="Seconds a client may take to send its request body (408 after).")] = 30,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
@@ -42,6 +47,8 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), shadow=parse_assignments(shadow, "--shadow"),
         canary=parse_assignments(canary, "--canary", with_weight=True), shadow_queue=shadow_queue,
         canary_min_requests=canary_min_requests, canary_max_error_rate=canary_max_error_rate, canary_max_p95_ms=canary_max_p95_ms,
+        shadow_memory_bytes=int(shadow_memory_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1_000_000),
+        request_timeout=request_timeout, header_timeout=header_timeout, body_timeout=body_timeout,
     )
     # Fail before binding the port on what can be checked without loading models.
     from mldeploy.project import Project
@@ -55,4 +62,7 @@ def serve(
                 raise UsageError(f"{flag} {name}={version}: {name} is not served (add --model {name})")
             registry.resolve(f"{name}@{version}")
     err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    from mldeploy.server.protocol import with_header_timeout
+
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
+                http=with_header_timeout(cfg.header_timeout))

@@ -93,3 +93,19 @@ class Detector(ABC):
     @abstractmethod
     def _predict(self, image: "np.ndarray", conf: float) -> "Detections":
         """Run the model once. Called under the instance lock."""
+
+
+def shrink_to(image: "np.ndarray", max_side: int) -> tuple["np.ndarray", float]:
+    """``image`` scaled down so its longest side is at most ``max_side``, and the scale (1.0: untouched).
+
+    Backends that search the whole image (Haar, HOG, MTCNN) work on the shrunk copy and divide their
+    boxes by the scale: one huge upload then costs bounded time and memory.
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image, 1.0
+    import cv2  # not at import time: the CLI's start-up stays light
+
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale

@@ -5,17 +5,21 @@ Every mistake is a :class:`~mldeploy.errors.ConfigError` naming the file, the ta
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from mldeploy.errors import ConfigError, MldeployError
+from mldeploy.fileio import read_small_text
 from mldeploy.models.base import ModelSpec
 from mldeploy.models.registry import BACKENDS, COMMON_OPTIONS, Registry, parse_ref
 
 CONFIG_NAME = "mldeploy.toml"
 SECTIONS = ("models", "gates")
+#: Model and version names: they become URL paths (/count-NAME/) and table cells, so no markup, no slashes.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 #: Keys of a version table that are not files or options.
 _PLAIN_KEYS = {"from", "backend", "conf", "description", "options", "classes", "detector"}
@@ -29,16 +33,18 @@ def load_config(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    if not Path(path).exists():
+        raise ConfigError(f"config file {path} does not exist")
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        text = read_small_text(Path(path), "config file")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(exc.strerror or str(exc)) from None
     try:
-        config = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: values nest too deeply") from None
     unknown = set(config) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(SECTIONS)})")
@@ -58,8 +64,10 @@ def project_specs(config: Mapping[str, Any], path: Path | None, builtins: Regist
             raise ConfigError(f"{where}: [models.{name}] must hold one table per version, e.g. [models.{name}.v3]")
         for version, table in versions.items():
             ref = f"{name}@{version}"
-            if "@" in name or "@" in version:
-                raise ConfigError(f"{where}: [models.{name}.{version}]: names and versions cannot contain '@'")
+            for kind, text in (("model name", name), ("version", version)):
+                if not NAME.fullmatch(text):
+                    raise ConfigError(f"{where}: [models.{_quoted(name)}.{_quoted(version)}]: {kind} {text!r} must be letters, digits, "
+                                      "'.', '_' or '-' (it becomes part of URLs), at most 64 characters")
             if any(s.version == version for s in builtins.versions(name)):
                 raise ConfigError(f"{where}: {ref} is a built-in version; give yours another name")
             try:
@@ -129,18 +137,26 @@ def _options(table: dict[str, Any], backend) -> dict[str, Any]:
     options = table.get("options", {})
     if not isinstance(options, dict):
         raise ConfigError("options must be a table, e.g. options = { input_size = 600 }")
-    options = dict(options)
     accepted = {**COMMON_OPTIONS, **backend.options}
-    for key in set(table) & _ALL_OPTIONS:
+    checked = {}
+    given = [(f"options.{key}", key, value) for key, value in options.items()] + [(key, key, table[key]) for key in set(table) & _ALL_OPTIONS]
+    for where, key, value in given:
         if key not in accepted:
-            raise ConfigError(f"{key!r} is not an option of this backend (its options: {', '.join(sorted(accepted))})")
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, accepted[key]):
-            raise ConfigError(f"{key} = {value!r}: expected {' or '.join(t.__name__ for t in accepted[key])}")
-        options[key] = value
-    if "nms" in options and not 0 < float(options["nms"]) <= 1:
-        raise ConfigError(f"nms = {options['nms']!r}: an IoU from 0 to 1, e.g. 0.45")
-    return options
+            raise ConfigError(f"{where!r} is not an option of this backend (its options: {', '.join(sorted(accepted))})")
+        problem = accepted[key].problem(value)
+        if problem:
+            raise ConfigError(f"{where} = {_short(value)}: {problem}")
+        checked[key] = value
+    return checked
+
+
+def _quoted(text: str) -> str:
+    return text if NAME.fullmatch(text) else repr(text)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _classes(table: dict[str, Any], files: dict[str, Path]) -> tuple[str, ...]:
@@ -151,13 +167,18 @@ def _classes(table: dict[str, Any], files: dict[str, Path]) -> tuple[str, ...]:
         return tuple(classes)
     try:
         if "names" in files:
-            return tuple(line.strip() for line in files["names"].read_text(encoding="utf-8").splitlines() if line.strip())
+            if not files["names"].exists():
+                return ()  # reported as a missing file when the model is used or listed
+            text = read_small_text(files["names"], "names file")
+            return tuple(line.strip() for line in text.splitlines() if line.strip())
         if "label_map" in files:
+            if not files["label_map"].exists():
+                return ()
             from mldeploy.models.tf_detection import label_list, read_label_map  # no TensorFlow import at module level
 
             return label_list(read_label_map(files["label_map"]))
-    except OSError:
-        return ()  # reported as a missing file when the model is used or listed
+    except OSError as exc:
+        raise ConfigError(str(exc)) from None
     except MldeployError as exc:
         raise ConfigError(str(exc)) from None
     raise ConfigError("say which labels it emits: names = \"file.names\", label_map = \"labels.pbtxt\" or classes = [\"...\"]")

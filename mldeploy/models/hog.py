@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from mldeploy.detections import Detections, xywh_to_xyxy
-from mldeploy.models.base import Detector, ModelSpec
+from mldeploy.models.base import Detector, ModelSpec, shrink_to
 
 
 class HOGPeopleDetector(Detector):
@@ -28,13 +28,12 @@ class HOGPeopleDetector(Detector):
 
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
-        scale = min(1.0, self._max_side / max(height, width))
+        small, scale = shrink_to(image, self._max_side)
         window_w, window_h = self._hog.winSize
-        if width * scale < window_w or height * scale < window_h:
+        if small.shape[1] < window_w or small.shape[0] < window_h:
             # Smaller than one detection window: OpenCV aborts the whole process (a C++ assertion,
             # measured on a 1x1 image) instead of raising, so answer "nobody" here.
             return Detections.empty((width, height))
-        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         rects, weights = self._hog.detectMultiScale(small, winStride=(self._stride, self._stride), padding=(8, 8), scale=1.05)
         rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
         scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float64).reshape(-1)))

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from mldeploy.errors import ModelUnavailableError
+from mldeploy.fileio import not_a_regular_file
 from mldeploy.models.base import ModelSpec
 
 _cache: dict[tuple[str, int, int], str] = {}
@@ -21,6 +22,9 @@ _lock = threading.Lock()
 def sha256(path: Path) -> tuple[str, int]:
     """Digest and size of a file, or of a folder (a SavedModel: every file under it, by relative path)."""
     path = Path(path)
+    problem = not_a_regular_file(path, folder_ok=True)
+    if problem:
+        raise ModelUnavailableError(f"cannot hash {path}: {problem}")
     if path.is_dir():
         outer, total = hashlib.sha256(), 0
         for item in sorted(p for p in path.rglob("*") if p.is_file()):

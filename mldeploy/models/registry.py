@@ -11,10 +11,41 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from mldeploy.errors import MldeployError, ModelUnavailableError, UnknownModelError, UsageError
+from mldeploy.fileio import not_a_regular_file
 from mldeploy.models import paths
 from mldeploy.models.base import Detector, ModelSpec
 
-_INT, _NUM, _STR, _LIST = (int,), (int, float), (str,), (list,)
+@dataclass(frozen=True)
+class Option:
+    """One setting a backend takes: the TOML types it accepts and, for numbers, its range."""
+
+    types: tuple[type, ...]
+    low: float | None = None  # inclusive
+    high: float | None = None  # inclusive
+    pair: bool = False  # a number, or [width, height] of numbers in the range
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` will not do, or None."""
+        if isinstance(value, bool) or not isinstance(value, self.types):
+            return f"expected {' or '.join(t.__name__ for t in self.types)}"
+        if not isinstance(value, list):
+            items = [value]
+        elif self.pair:
+            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return "expected a number or [width, height]"
+            items = value
+        else:
+            items = []
+        for item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                if (self.low is not None and item < self.low) or (self.high is not None and item > self.high):
+                    return f"must be from {self.low:g} to {self.high:g}" if self.high is not None else f"must be at least {self.low:g}"
+        return None
+
+
+_SIZE = Option((int, list), 16, 4096, pair=True)  # a network's input side, pixels
+_NMS = Option((int, float), 0.01, 1)
+_STR = Option((str,))
 
 
 @dataclass(frozen=True)
@@ -29,7 +60,7 @@ class Backend:
     target: str  # "module:Class"
     files: tuple[str, ...] = ()  # required file roles (paths in mldeploy.toml)
     label_files: tuple[str, ...] = ()  # optional roles that give the class list
-    options: Mapping[str, tuple[type, ...]] = field(default_factory=dict)  # option -> accepted types
+    options: Mapping[str, Option] = field(default_factory=dict)  # option -> what it accepts
     declarable: bool = True  # a version of your own may say backend = "<this name>"
 
     @property
@@ -38,19 +69,26 @@ class Backend:
 
 
 #: Options every backend takes (applied by :class:`~mldeploy.models.base.Detector` itself).
-COMMON_OPTIONS: Mapping[str, tuple[type, ...]] = {"keep": _LIST}
+COMMON_OPTIONS: Mapping[str, Option] = {"keep": Option((list,))}
+#: The longest side a backend that works on the whole image downscales to (boxes are mapped back), so
+#: that one huge upload costs bounded time and memory.
+_MAX_SIDE = Option((int,), 64, 8192)
 
 BACKENDS: dict[str, Backend] = {
-    "ssd-caffe": Backend("mldeploy.models.ssd:CaffeSSDDetector", ("prototxt", "caffemodel"), options={"input_size": _INT}),
-    "mtcnn": Backend("mldeploy.models.mtcnn_face:MTCNNDetector", ("pnet", "rnet", "onet"), options={"min_face_size": _INT, "device": _STR},
-                     declarable=False),
-    "haar": Backend("mldeploy.models.haar:HaarDetector", ("cascade",), options={"scale_factor": _NUM, "min_neighbors": _INT, "min_size": _INT}),
-    "hog": Backend("mldeploy.models.hog:HOGPeopleDetector", options={"max_side": _INT, "win_stride": _INT, "nms": _NUM}, declarable=False),
-    "darknet": Backend("mldeploy.models.darknet:DarknetDetector", ("cfg", "weights"), ("names",), {"input_size": (int, list), "nms": _NUM}),
-    "onnx": Backend("mldeploy.models.onnx_yolo:OnnxYoloDetector", ("model",), ("names",), {"input_size": (int, list), "nms": _NUM, "layout": _STR}),
+    "ssd-caffe": Backend("mldeploy.models.ssd:CaffeSSDDetector", ("prototxt", "caffemodel"), options={"input_size": Option((int,), 16, 4096)}),
+    "mtcnn": Backend("mldeploy.models.mtcnn_face:MTCNNDetector", ("pnet", "rnet", "onet"),
+                     options={"min_face_size": Option((int,), 4, 10000), "device": _STR, "max_side": _MAX_SIDE}, declarable=False),
+    "haar": Backend("mldeploy.models.haar:HaarDetector", ("cascade",),
+                    options={"scale_factor": Option((int, float), 1.01, 4), "min_neighbors": Option((int,), 0, 100),
+                             "min_size": Option((int,), 1, 10000), "max_side": _MAX_SIDE}),
+    "hog": Backend("mldeploy.models.hog:HOGPeopleDetector", options={"max_side": _MAX_SIDE, "win_stride": Option((int,), 1, 64), "nms": _NMS},
+                   declarable=False),
+    "darknet": Backend("mldeploy.models.darknet:DarknetDetector", ("cfg", "weights"), ("names",), {"input_size": _SIZE, "nms": _NMS}),
+    "onnx": Backend("mldeploy.models.onnx_yolo:OnnxYoloDetector", ("model",), ("names",), {"input_size": _SIZE, "nms": _NMS, "layout": _STR}),
     "tensorflow": Backend("mldeploy.models.tf_detection:SavedModelDetector", ("saved_model",), ("label_map",),
-                          {"signature": _STR, "class_offset": _INT}),
-    "tflite": Backend("mldeploy.models.tf_detection:TFLiteDetector", ("model",), ("label_map",), {"class_offset": _INT, "threads": _INT}),
+                          {"signature": _STR, "class_offset": Option((int,), 0, 1000)}),
+    "tflite": Backend("mldeploy.models.tf_detection:TFLiteDetector", ("model",), ("label_map",),
+                      {"class_offset": Option((int,), 0, 1000), "threads": Option((int,), 1, 64)}),
 }
 
 
@@ -219,6 +257,18 @@ def missing_files_message(spec: ModelSpec, missing: Iterable[Path]) -> str:
     return message
 
 
+def check_files(spec: ModelSpec) -> None:
+    """Refuse a file a loader would hang on or never finish reading (a FIFO, ``/dev/zero``).
+
+    Raises:
+        ModelUnavailableError: naming the file and what it is.
+    """
+    for role, path in spec.files.items():
+        problem = not_a_regular_file(Path(path), folder_ok=True)  # a SavedModel is a folder
+        if problem:
+            raise ModelUnavailableError(f"{spec.ref} cannot load: {role} {path}: {problem}")
+
+
 _loaded: dict[tuple, Detector] = {}
 _load_lock = threading.Lock()
 
@@ -237,6 +287,7 @@ def load_detector(spec: ModelSpec) -> Detector:
         missing = spec.missing_files()
         if missing:
             raise ModelUnavailableError(missing_files_message(spec, missing))
+        check_files(spec)
         try:
             # Some libraries print on load; stdout belongs to the user's JSON/CSV output.
             with contextlib.redirect_stdout(sys.stderr):

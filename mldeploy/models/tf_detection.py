@@ -17,12 +17,18 @@ import numpy as np
 
 from mldeploy.detections import Detections
 from mldeploy.errors import InferenceError, ModelUnavailableError
+from mldeploy.fileio import read_small_text
 from mldeploy.models.base import Detector, ModelSpec
 
 
 def read_label_map(path: Path) -> dict[int, str]:
     """``{id: name}`` from a ``.pbtxt`` label map, or from a plain list (line n is id n)."""
-    text = Path(path).read_text(encoding="utf-8")
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    try:
+        text = read_small_text(Path(path), "label map")
+    except OSError as exc:
+        raise ModelUnavailableError(str(exc)) from None
     if "item" in text and "{" in text:
         labels = {}
         for body in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):

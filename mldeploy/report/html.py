@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mldeploy.errors import MldeployError, OutputError
+from mldeploy.fileio import REPORT_MARKER, check_folder_destination
 from mldeploy.report import formats as fmt
 from mldeploy.rollout.rehearsal import Report
 from mldeploy.rollout.shadow import ShadowRecord, most_disagreeing
 
-HTML_MARKER = ".mldeploy-report"
+HTML_MARKER = REPORT_MARKER
 
 
 def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_images: int = 200) -> Path:
@@ -29,13 +30,7 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
     from mldeploy.images import read_image
 
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"--html {folder} is a file, not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / HTML_MARKER).exists():
-        raise OutputError(f"--html {folder} is a folder with other files in it; give an empty or new folder (an earlier report is replaced)")
-    resolved_inputs = {Path(p).resolve() for p in protect}
-    if folder.resolve() in resolved_inputs or any(folder.resolve() in p.parents for p in resolved_inputs):
-        raise OutputError(f"--html {folder} would hold input images; give a folder outside the image set")
+    check_folder_destination(folder, protect, "--html")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".mldeploy-report-", dir=folder.parent))

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from mldeploy.compare import DRIFT_IOU
-from mldeploy.errors import MldeployError, UsageError
+from mldeploy.errors import MldeployError, OutputError, UsageError
+from mldeploy.fileio import check_file_destination, check_folder_destination
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.registry import DEFAULT_MODEL, parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
@@ -104,10 +105,12 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
     An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
-    not replay the previous report's pictures.
+    not replay the previous report's pictures. Every report destination is checked here, before any
+    image is replayed (and before a canary can promote anything).
 
     Raises:
-        UsageError: no images, or a report file that would overwrite an input image.
+        UsageError: no images, or a report destination that cannot be written (over an input image, into
+            a folder of other files, a read-only folder).
     """
     registry = project.registry()
     old_spec = resolve_version(registry, old or model, model)
@@ -118,9 +121,15 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
     inputs = {item.path.resolve() for item in images}
-    for target in (Path(p) for p in outputs if p is not None):
-        if target.resolve() in inputs:
-            raise UsageError(f"refusing to write a report over input image {target}")
+    try:  # before the run: a verdict must never be lost to a report that cannot be written
+        for target in (Path(p) for p in outputs if p is not None):
+            if target.resolve() in inputs:
+                raise UsageError(f"refusing to write a report over input image {target}")
+            check_file_destination(target, inputs)
+        if html is not None:
+            check_folder_destination(html, inputs, "--html")
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
     return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, rules, drift_iou)
 
 

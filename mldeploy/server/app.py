@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from mldeploy import __version__
+from mldeploy.errors import AdminAuthError
 from mldeploy.server import errors
 from mldeploy.server.config import ServerConfig
 from mldeploy.server.deployments import Deployments
 from mldeploy.server.metrics import Metrics
 from mldeploy.server.routers import admin, info, page, predict
-from mldeploy.server.uploads import BodyLimit
+from mldeploy.server.uploads import RequestGuard
 
 log = logging.getLogger("mldeploy.server")
 
@@ -39,7 +40,18 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.deployments = deployments
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(RequestGuard, max_bytes=config.max_upload_bytes, body_timeout=config.body_timeout)
+
+    @app.middleware("http")
+    async def admin_token_first(request, call_next):
+        """The admin token is checked before anything of the request is read: no body parsing for strangers."""
+        if request.url.path.startswith("/admin/"):
+            try:
+                admin.require_token(request)
+            except AdminAuthError as exc:
+                metrics.errors.labels("/admin", str(exc.http_status), type(exc).__name__).inc()
+                return errors.error_response(exc.http_status, type(exc).__name__, str(exc))
+        return await call_next(request)
 
     @app.middleware("http")
     async def version_header(request, call_next):

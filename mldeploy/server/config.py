@@ -24,6 +24,11 @@ class ServerConfig:
     shadow: dict[str, str] = field(default_factory=dict)  # model -> version, set at start-up
     canary: dict[str, tuple[str, float]] = field(default_factory=dict)  # model -> (version, weight %)
     shadow_queue: int = 64
+    shadow_memory_bytes: int = 256 * 1024 * 1024  # decoded images waiting for the shadow, at most
+    max_pixels: int = 25_000_000  # an upload's pixel limit (a 24 MP camera photo passes), checked before decoding
+    request_timeout: float = 30.0  # seconds a model may take to answer one request
+    header_timeout: float = 10.0  # seconds a client may take to send its request line and headers
+    body_timeout: float = 30.0  # seconds a client may take to send its whole request body
     poll_seconds: float = 0.25
     canary_min_requests: int = 20
     canary_max_error_rate: float | None = None
@@ -36,6 +41,11 @@ class ServerConfig:
             raise UsageError(f"a model is listed twice: {', '.join(self.models)}")
         if self.max_upload_bytes <= 0:
             raise UsageError("--max-upload-mb must be positive")
+        for flag, value in (("--max-megapixels", self.max_pixels), ("--request-timeout", self.request_timeout),
+                            ("--header-timeout", self.header_timeout), ("--body-timeout", self.body_timeout),
+                            ("--shadow-memory-mb", self.shadow_memory_bytes)):
+            if value <= 0:
+                raise UsageError(f"{flag} must be positive")
 
     @property
     def default_model(self) -> str:

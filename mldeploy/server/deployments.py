@@ -37,7 +37,8 @@ class Deployments:
         self.metrics = metrics
         self.project = Project(state_dir=config.state_dir, config_path=config.config_path)
         self.routing = RoutingTable(self.project, config.models, on_change=self._publish)
-        self.mirror = ShadowMirror(metrics, self.project.store, config.shadow_queue)
+        self.mirror = ShadowMirror(metrics, self.project.store, config.shadow_queue, config.shadow_memory_bytes)
+        self._condition: str | None = None  # what is wrong with the state store now (logged once per change)
         self.guard = CanaryGuard(config.canary_bounds, config.canary_min_requests, self._roll_back_canary)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -79,9 +80,23 @@ class Deployments:
         while not self._stop.wait(self.config.poll_seconds):
             try:
                 self.refresh()
-            except Exception:  # a locked or briefly unreadable store: keep the current plans, retry
-                log.exception("could not refresh routing from the state store; keeping the current routing")
-            self.mirror.flush()
+                problem = None
+            except Exception as exc:  # deleted, damaged, locked: keep the current plans, retry, say so once
+                problem = f"{exc}; keeping the current routing ({self._describe()})"
+            self._report(problem or self.mirror.flush())
+
+    def _describe(self) -> str:
+        return ", ".join(f"{name}: {plan.live.ref}" for name, plan in self.plans.items())
+
+    def _report(self, problem: str | None) -> None:
+        """Log the state store's condition when it changes, not on every poll."""
+        if problem == self._condition:
+            return
+        if problem is not None:
+            log.warning("state store: %s", problem)
+        else:
+            log.warning("state store: readable again; routing follows it (%s)", self._describe())
+        self._condition = problem
 
     def _publish(self, plans: dict[str, Plan]) -> None:
         self.metrics.live.clear()

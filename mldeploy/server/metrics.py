@@ -21,6 +21,7 @@ class Metrics:
                                       ["model", "live", "shadow", "result"], registry=r)
         self.shadow_dropped = Counter("mldeploy_shadow_dropped", "Shadow jobs dropped because the queue was full", ["model"], registry=r)
         self.shadow_queue = Gauge("mldeploy_shadow_queue_depth", "Shadow jobs waiting", registry=r)
+        self.shadow_queue_bytes = Gauge("mldeploy_shadow_queue_bytes", "Memory the decoded images waiting for the shadow take", registry=r)
         self.live = Gauge("mldeploy_live_version", "1 for the live version of each served model", ["model", "version"], registry=r)
         self.canary_weight = Gauge("mldeploy_canary_weight_percent", "Share of requests routed to the canary", ["model", "version"], registry=r)
         self.rollbacks = Counter("mldeploy_canary_rollbacks", "Automatic canary rollbacks", ["model", "version"], registry=r)

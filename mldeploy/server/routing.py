@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from mldeploy.errors import MldeployError
+from mldeploy.errors import MldeployError, StateError
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.registry import Registry
 from mldeploy.project import Project
@@ -58,12 +58,18 @@ class RoutingTable:
         self.plans: dict[str, Plan] = {}
         self._on_change = on_change
         self._snapshot: tuple | None = None
+        self._had_store = False  # the state store existed at the last refresh
         self._lock = threading.Lock()
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read the store; when it changed, load what is new and swap the plans. True if swapped."""
         with self._lock:
-            snapshot = self.project.store().snapshot()
+            store = self.project.store()
+            exists = store.exists
+            if self._had_store and not exists:  # deleted under us: never fall back to the defaults silently
+                raise StateError(f"{store.location} disappeared")
+            snapshot = store.snapshot()
+            self._had_store = exists
             if snapshot == self._snapshot and not force:
                 return False
             live, routes = snapshot

@@ -3,6 +3,7 @@ the content (decoded in memory: an upload is never written to disk under the cli
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import PurePath
 
@@ -10,16 +11,19 @@ import numpy as np
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from mldeploy.errors import InvalidImageError, UnsupportedUploadError, UploadTooLargeError
+from mldeploy.errors import InvalidImageError, RequestTimeoutError, UnsupportedUploadError, UploadTooLargeError
 from mldeploy.images import IMAGE_EXTENSIONS, decode_image
 
 
-class BodyLimit:
-    """ASGI middleware: 413 when Content-Length says too much, or when a body without one grows past the limit."""
+class RequestGuard:
+    """ASGI middleware for every HTTP request: 413 when Content-Length says too much or a body without
+    one grows past the limit; 408 when the body has not arrived ``body_timeout`` seconds after the
+    request began (a client that starts an upload and stalls must not hold a worker forever)."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, body_timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -27,14 +31,20 @@ class BodyLimit:
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _too_large(send, int(length), self.max_bytes)
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         received = 0
         responded = False
 
-        async def limited_receive():
+        async def guarded_receive():
             nonlocal received, responded
             if responded:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                responded = True
+                await _reject(send, RequestTimeoutError(f"the request body did not arrive within {self.body_timeout:g} s"))
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -50,7 +60,7 @@ class BodyLimit:
                 await send(message)
 
         try:
-            return await self.app(scope, limited_receive, guarded_send)
+            return await self.app(scope, guarded_receive, guarded_send)
         except Exception:
             if responded:  # the app's complaint about the cut-off body: already answered
                 return None
@@ -59,19 +69,25 @@ class BodyLimit:
 
 async def _too_large(send, length: int, limit: int, so_far: bool = False) -> None:
     size = f"more than {limit / 1048576:g} MiB arrived" if so_far else f"upload is {length / 1048576:.1f} MiB"
-    body = json.dumps({"error": {"type": UploadTooLargeError.__name__, "message": f"{size}, over the {limit / 1048576:g} MiB limit"}}).encode()
-    await send({"type": "http.response.start", "status": UploadTooLargeError.http_status,
+    await _reject(send, UploadTooLargeError(f"{size}, over the {limit / 1048576:g} MiB limit"))
+
+
+async def _reject(send, error) -> None:
+    """Answer ``error`` (its status, the one error body shape) and close the connection."""
+    body = json.dumps({"error": {"type": type(error).__name__, "message": str(error)}}).encode()
+    await send({"type": "http.response.start", "status": error.http_status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_image_upload(file: UploadFile) -> np.ndarray:
+async def read_image_upload(file: UploadFile, max_pixels: int | None = None) -> np.ndarray:
     """The uploaded image as BGR, after checking its name and its content.
 
     Raises:
         UnsupportedUploadError (415): the file name has no image extension.
         NotAnImageError (415): the content is not an image, whatever the name says.
-        InvalidImageError (422): empty, truncated or corrupt; ImageTooLargeError (422): too many pixels.
+        InvalidImageError (422): empty, truncated or corrupt; ImageTooLargeError (422): more than
+            ``max_pixels`` (checked from the header, before decoding).
     """
     name = file.filename or ""
     suffix = PurePath(name).suffix.lower()
@@ -81,4 +97,4 @@ async def read_image_upload(file: UploadFile) -> np.ndarray:
     data = await file.read()
     if not data:
         raise InvalidImageError("the uploaded file is empty")
-    return await run_in_threadpool(decode_image, data)
+    return await run_in_threadpool(decode_image, data, max_pixels)

@@ -8,6 +8,7 @@ looks while another creates the schema sees either nothing or all of it. Reading
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Iterator
@@ -34,8 +35,13 @@ class SQLiteDatabase:
     def location(self) -> str:
         return str(self.path)
 
-    def _exists(self) -> bool:
+    @property
+    def exists(self) -> bool:
+        """Something was ever recorded here."""
         return self.path.exists()
+
+    def _exists(self) -> bool:
+        return self.exists
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -68,11 +74,14 @@ class SQLiteDatabase:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateError(f"cannot create state directory {self.state_dir}: {exc.strerror or exc}") from None
+            if not os.access(self.state_dir, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise StateError(f"state directory {self.state_dir} is read-only here: nothing can be recorded in it; point --state-dir "
+                                 "or MLDEPLOY_STATE_DIR at a writable folder (a copy of it keeps the history)")
         try:
             if write:
                 db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             else:
-                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None)
+                db = sqlite3.connect(self._read_uri(), uri=True, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state database {self.path}: {exc}") from None
         try:
@@ -83,6 +92,16 @@ class SQLiteDatabase:
                 raise StateError(self._explain(exc)) from None
         finally:
             db.close()
+
+    def _read_uri(self) -> str:
+        """A read-only URI. In WAL mode SQLite writes ``state.db-shm`` even to read; where the folder (a
+        read-only checkout, another user's folder) refuses that, the file is opened as immutable: nobody
+        can be writing to it there either."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        shm = self.path.with_name(self.path.name + "-shm")
+        if not os.access(self.state_dir, os.W_OK) or (shm.exists() and not os.access(shm, os.W_OK)):
+            uri += "&immutable=1"
+        return uri
 
     def _check_schema(self, db: sqlite3.Connection, write: bool) -> bool:
         """Check (and for a writer, create or migrate) the schema; ``False`` when nothing was ever recorded."""

@@ -40,3 +40,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def chromium() -> str | None:
     """Path of an installed Chromium (Debian's ``chromium``), or None."""
     return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+
+
+def as_unprivileged(command: list[str]) -> list[str] | None:
+    """``command`` run without root's power to ignore file permissions (a read-only folder is read-only
+    to it), or None when that cannot be arranged here. Root keeps its uid but loses CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH; anyone else needs nothing."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command] if setpriv else None

@@ -1,4 +1,5 @@
-"""Admin endpoints: promote, roll back, route (shadow / canary). Token required (``MLDEPLOY_ADMIN_TOKEN``).
+"""Admin endpoints: promote, roll back, route (shadow / canary). Token required (``MLDEPLOY_ADMIN_TOKEN``),
+checked by the app before the request's body is read (:func:`require_token`, from a middleware).
 
 They write to the same state store as the CLI; the watcher applies the change, and the response
 waits for that, so the next request already sees it.
@@ -51,7 +52,7 @@ def _change(dataclass_row) -> dict:
     return asdict(dataclass_row)
 
 
-@router.post("/models/{name}/promote", dependencies=[Depends(require_token)])
+@router.post("/models/{name}/promote")
 async def promote(body: PromoteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import promote as do_promote
 
@@ -67,7 +68,7 @@ async def promote(body: PromoteBody, request: Request, name: str = Depends(serve
     return {"changed": change is not None, "change": _change(change) if change else None, "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/rollback", dependencies=[Depends(require_token)])
+@router.post("/models/{name}/rollback")
 async def rollback(request: Request, name: str = Depends(served_model), body: RollbackBody | None = None):
     from mldeploy.rollout.releases import rollback as do_rollback
 
@@ -82,7 +83,7 @@ async def rollback(request: Request, name: str = Depends(served_model), body: Ro
     return {"changed": True, "change": _change(change), "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/route", dependencies=[Depends(require_token)])
+@router.post("/models/{name}/route")
 async def route(body: RouteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import set_route
     from mldeploy.store import KEEP

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Optional
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from mldeploy.errors import InferenceTimeoutError
 from mldeploy.report.serialize import detections_to_list
 from mldeploy.server.dependencies import served_model
 
@@ -38,9 +40,14 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
     from mldeploy.server.uploads import read_image_upload
 
     metrics = request.app.state.metrics
+    config = request.app.state.config
     started = time.perf_counter()
-    image = await read_image_upload(file)
-    spec, route, detections, seconds = await run_in_threadpool(deployments.detect, name, image, client_id(request))
+    image = await read_image_upload(file, config.max_pixels)
+    try:
+        spec, route, detections, seconds = await asyncio.wait_for(
+            run_in_threadpool(deployments.detect, name, image, client_id(request)), config.request_timeout)
+    except asyncio.TimeoutError:
+        raise InferenceTimeoutError(f"{name} did not answer within {config.request_timeout:g} s; try a smaller image") from None
     headers = {"X-Model": name, "X-Model-Version": spec.ref, "X-Route": route, "X-Detections": str(len(detections)),
                "X-Inference-Ms": f"{seconds * 1000:.1f}"}
     if as_json:

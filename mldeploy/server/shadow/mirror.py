@@ -1,7 +1,8 @@
 """The shadow mirror: queues the live answer with its image, runs the shadow version in idle time,
 compares, and keeps the counters that ``/models/{name}/shadow`` and the state store report.
 
-Shadow work is queued (bounded: a full queue drops the job, counted) and fed by one thread to a child
+Shadow work is queued (bounded in jobs and in bytes: each job holds a decoded image, so a full queue,
+or one whose images would pass the memory budget, drops the job, counted) and fed by one thread to a child
 process (:class:`~mldeploy.server.shadow.runner.ShadowRunner`) that runs only while no prediction
 request is open: the live answer never waits for it, and a shadow version that raises, or even
 crashes, is counted and never seen by a client. Under sustained load the shadow sees a sample of the
@@ -62,10 +63,13 @@ class Tally:
 class ShadowMirror:
     """Queue, worker thread, child process and counters of the live shadow."""
 
-    def __init__(self, metrics: Metrics, store_factory, queue_size: int) -> None:
+    def __init__(self, metrics: Metrics, store_factory, queue_size: int, memory_bytes: int = 256 << 20) -> None:
         self.metrics = metrics
         self._store = store_factory  # () -> the state store, where counters are flushed
         self._queue: queue.Queue[ShadowJob] = queue.Queue(maxsize=queue_size)
+        self.memory_bytes = memory_bytes
+        self.queued_bytes = 0  # decoded images in the queue
+        self._bytes_lock = threading.Lock()
         self._tallies: dict[tuple[str, str, str], Tally] = {}
         self._tally_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -75,7 +79,6 @@ class ShadowMirror:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._runner = ShadowRunner()
         self._thread = threading.Thread(target=self._work, name="mldeploy-shadow", daemon=True)
         self._thread.start()
 
@@ -106,20 +109,34 @@ class ShadowMirror:
                     self._idle.notify_all()
 
     def submit(self, job: ShadowJob) -> None:
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
+        size = job.image.nbytes
+        with self._bytes_lock:
+            fits = self.queued_bytes + size <= self.memory_bytes
+            if fits:
+                try:
+                    self._queue.put_nowait(job)
+                    self.queued_bytes += size
+                except queue.Full:
+                    fits = False
+        if not fits:
             self.metrics.shadow_dropped.labels(job.model).inc()
             self._count(job.key, Tally(dropped=1))
         self.metrics.shadow_queue.set(self._queue.qsize())
+        self.metrics.shadow_queue_bytes.set(self.queued_bytes)
 
     def _work(self) -> None:
+        # The child process is started (and restarted) from this thread, which lives as long as the
+        # mirror: the child's parent-death signal follows the thread that started it.
+        self._runner = ShadowRunner()
         while not self._stop.is_set():
             try:
                 job = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
+            with self._bytes_lock:
+                self.queued_bytes -= job.image.nbytes
             self.metrics.shadow_queue.set(self._queue.qsize())
+            self.metrics.shadow_queue_bytes.set(self.queued_bytes)
             with self._idle:  # start shadow work only between live requests; under load the queue fills and drops
                 while self._in_flight and not self._stop.is_set():
                     self._idle.wait(0.5)
@@ -152,14 +169,16 @@ class ShadowMirror:
         with self._tally_lock:
             self._tallies[key] = self._tallies.get(key, Tally()) + tally
 
-    def flush(self) -> None:
-        """Add the counters gathered since the last flush to the state store (kept for the next try on failure)."""
+    def flush(self) -> str | None:
+        """Add the counters gathered since the last flush to the state store. On failure they are kept for
+        the next try, and the reason is returned (the caller logs a change of condition once, not every poll)."""
         with self._tally_lock:
             pending, self._tallies = self._tallies, {}
-        store = self._store()
+        problem = None
         for (model, live, shadow), tally in pending.items():
             try:
-                store.add_shadow_stats(model, live, shadow, tally.to_row())
-            except MldeployError:
-                log.exception("could not record shadow counters; they are kept for the next try")
+                self._store().add_shadow_stats(model, live, shadow, tally.to_row())
+            except MldeployError as exc:
+                problem = f"shadow counters not recorded (kept for the next try): {exc}"
                 self._count((model, live, shadow), tally)
+        return problem

@@ -41,13 +41,29 @@ class ShadowAnswer:
     error: str | None
 
 
-def _child(jobs, answers) -> None:  # pragma: no cover - runs in the child process
+def _die_with(parent: int) -> None:  # pragma: no cover - runs in the child process
+    """Be killed when the parent dies, even by kill -9, even while paused (SIGSTOP): Linux's parent-death signal."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the jobs queue's EOF ends the loop instead
+        return
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(0)
+
+
+def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in the child process
+    _die_with(parent)
     os.nice(19)
     from mldeploy.models import load_detector
     from mldeploy.pipeline import run_detector
 
     while True:
-        job = jobs.get()
+        try:
+            job = jobs.get()
+        except (EOFError, OSError):  # the parent is gone
+            return
         if job is None:
             return
         spec, image = job
@@ -75,7 +91,7 @@ class ShadowRunner:
     def start(self) -> None:
         self._jobs = self._context.Queue()
         self._answers = self._context.Queue()
-        self._process = self._context.Process(target=_child, args=(self._jobs, self._answers), name="mldeploy-shadow", daemon=True)
+        self._process = self._context.Process(target=_child, args=(self._jobs, self._answers, os.getpid()), name="mldeploy-shadow", daemon=True)
         self._process.start()
 
     def run(self, spec: ModelSpec, image: np.ndarray) -> ShadowAnswer:
