@@ -61,6 +61,8 @@ def serve(
             if name not in cfg.models:
                 raise UsageError(f"{flag} {name}={version}: {name} is not served (add --model {name})")
             registry.resolve(f"{name}@{version}")
+            if version == registry.default_version(name):
+                raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
     err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
     from mldeploy.server.protocol import with_header_timeout
 

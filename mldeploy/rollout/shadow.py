@@ -9,6 +9,11 @@ never changes an answer and waiting for a lock never counts as latency.
 One after the other, whichever version runs second on an image finds it warm in the caches: with the
 old version always first, the same network measured 5-10% faster as "new". So the order alternates
 from one image to the next (benchmarks/latency_bias.py shows the bias before and after).
+
+Interference (the scheduler, another process) only ever adds time. A pair whose ratio is an outlier
+(one version over 1.5x the other) is timed once more and each version keeps its faster time, the way
+``timeit`` reports the minimum; at most a quarter of the images are re-timed, since beyond that the
+difference is the versions', not noise. The answers are the first run's (the models are deterministic).
 """
 
 from __future__ import annotations
@@ -74,6 +79,28 @@ def _run(detector: Detector, image: np.ndarray, source: str, labels: Sequence[st
     return result
 
 
+#: A pair of latencies further apart than this is timed again (noise only ever adds time).
+RETIME_RATIO = 1.5
+#: Most images that may be re-timed: more outliers than that are a real difference, not noise.
+RETIME_SHARE = 0.25
+
+
+def _retime(record: ShadowRecord, image: np.ndarray, old: Detector, new: Detector, alternate_first: bool) -> None:
+    """Time both versions once more on ``image``; each keeps its faster time."""
+    for side, detector in ((("new", new), ("old", old)) if alternate_first else (("old", old), ("new", new))):
+        result = getattr(record, side)
+        try:
+            _, seconds = detector.timed_detect(image)
+        except Exception:  # it answered the first time; a failure now says nothing about its speed
+            continue
+        result.seconds = min(result.seconds, seconds)
+
+
+def _outlier(record: ShadowRecord) -> bool:
+    a, b = record.old.seconds, record.new.seconds
+    return record.old.ok and record.new.ok and min(a, b) > 0 and max(a, b) / min(a, b) > RETIME_RATIO
+
+
 def replay(
     inputs: Iterable[ImageInput],
     old: Detector,
@@ -105,7 +132,8 @@ def replay(
         max_workers=max(1, workers), thread_name_prefix="mldeploy-infer"
     ) as infer_pool:
         decoding: deque[tuple[int, ImageInput, Future]] = deque()
-        running: deque[tuple[int, ImageInput, Future, Future]] = deque()
+        running: deque[tuple[int, ImageInput, np.ndarray, Future, Future]] = deque()
+        answered = retimed = 0
 
         def queue_next() -> None:
             nxt = next(source, None)
@@ -134,10 +162,14 @@ def replay(
                         future.result()
                 order = (new, old) if alternate and index % 2 else (old, new)
                 futures = {d: infer_pool.submit(_run, d, image, item.display, labels) for d in order}
-                running.append((index, item, futures[old], futures[new]))
+                running.append((index, item, image, futures[old], futures[new]))
             if running:
-                index, item, old_future, new_future = running.popleft()
+                index, item, image, old_future, new_future = running.popleft()
                 record = ShadowRecord(index, item, old_future.result(), new_future.result())
+                answered += record.old.ok and record.new.ok
+                if _outlier(record) and retimed < RETIME_SHARE * answered:
+                    retimed += 1
+                    _retime(record, image, old, new, alternate and index % 2)
                 if record.old.ok:
                     matching = time.perf_counter()
                     if record.new.ok:
