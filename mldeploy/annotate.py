@@ -23,6 +23,18 @@ def label_colour(label: str) -> tuple[int, int, int]:
     return _PALETTE[zlib.crc32(label.encode("utf-8")) % len(_PALETTE)]
 
 
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on a light label background, white on a dark one (relative luminance, BGR order)."""
+    b, g, r = background
+    return (0, 0, 0) if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else (255, 255, 255)
+
+
+def line_thickness(width: int, height: int) -> int:
+    """Box lines that stay visible at any size: 2 px up to about 720 px, then growing with the image
+    (supervision's annotators do the same)."""
+    return max(2, round(min(width, height) / 360))
+
+
 class BoxAnnotator:
     """Draws each box with its label and confidence. Settings in ``__init__``, work in :meth:`annotate`."""
 
@@ -36,17 +48,21 @@ class BoxAnnotator:
         scene = image.copy()
         height, width = scene.shape[:2]
         # Scale line and text with the image so boxes stay visible on large photos.
-        thickness = self.thickness or max(1, round(max(height, width) / 400))
-        font_scale = max(0.4, max(height, width) / 1200)
+        thickness = self.thickness or line_thickness(width, height)
+        font_scale = max(0.45, min(height, width) / 900)
+        text_thickness = max(1, thickness // 2)
         if colours is None:
             colours = [label_colour(str(label)) for label in detections.label]
-        for (x1, y1, x2, y2), conf, label, colour in zip(detections.xyxy.astype(int), detections.confidence, detections.label, colours):
+        boxes = list(zip(detections.xyxy.astype(int), detections.confidence, detections.label, colours))
+        for (x1, y1, x2, y2), _, _, colour in boxes:  # a dark edge on both sides: boxes of one label that overlap stay apart
+            cv2.rectangle(scene, (x1, y1), (x2, y2), (32, 32, 32), thickness + 2)
             cv2.rectangle(scene, (x1, y1), (x2, y2), colour, thickness)
+        for (x1, y1, x2, y2), conf, label, colour in boxes:  # labels over every box, so no box hides another's label
             text = f"{label} {conf:.2f}" if self.show_confidence else str(label)
-            (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))
-            ty = y1 - 4 if y1 - th - baseline - 4 >= 0 else y1 + th + 4
-            cv2.rectangle(scene, (x1, ty - th - baseline), (x1 + tw + 4, ty + baseline), colour, cv2.FILLED)
-            cv2.putText(scene, text, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), max(1, thickness - 1), cv2.LINE_AA)
+            (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_thickness)
+            ty = y1 - thickness - 2 if y1 - th - baseline - thickness - 2 >= 0 else y1 + th + thickness + 2
+            cv2.rectangle(scene, (x1, ty - th - baseline), (x1 + tw + 6, ty + baseline), colour, cv2.FILLED)
+            cv2.putText(scene, text, (x1 + 3, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_colour(colour), text_thickness, cv2.LINE_AA)
         return scene
 
 

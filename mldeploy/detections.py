@@ -126,6 +126,13 @@ class Detections:
             mask &= np.isin(self.label, list(labels))
         return self[mask]
 
+    def resized(self, image_size: tuple[int, int]) -> "Detections":
+        """The same boxes in the pixels of the same picture at another size (a reduced decode mapped back)."""
+        width, height = self.image_size
+        scale = np.array([image_size[0] / width, image_size[1] / height] * 2, dtype=np.float32)
+        xyxy = np.minimum(self.xyxy * scale, np.array([image_size[0], image_size[1]] * 2, dtype=np.float32))
+        return Detections(xyxy, self.confidence, self.class_id, self.label, image_size)
+
     def counts(self) -> dict[str, int]:
         """Number of detections per label, in first-seen order."""
         out: dict[str, int] = {}

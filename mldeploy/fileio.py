@@ -12,6 +12,19 @@ from typing import Iterable
 from mldeploy.errors import OutputError
 
 
+def umask() -> int:
+    """The process's umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def readable_like_any_file(path: Path, folder: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open()`` or ``mkdir`` would have: ``mkstemp`` makes 0600 files and
+    ``mkdtemp`` 0700 folders whatever the umask, and a report nobody else can open is no report."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
 def atomic_write(path: Path, data: bytes, protect: Iterable[Path] = ()) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -30,6 +43,7 @@ def atomic_write(path: Path, data: bytes, protect: Iterable[Path] = ()) -> Path:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            readable_like_any_file(Path(tmp))
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -57,11 +57,21 @@ def decode_image(data: bytes, limit: int | None = None) -> np.ndarray:
     """
     if not data:
         raise InvalidImageError("empty file (0 bytes)")
-    return _decode(io.BytesIO(data), limit)
+    return _decode(io.BytesIO(data), limit)[0]
 
 
 def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
     """Read and decode an image file; see :func:`decode_image` for the errors."""
+    return read_image_at_least(path, None, limit)[0]
+
+
+def read_image_at_least(path: str | os.PathLike[str], min_side: int | None, limit: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Read an image, decoding a JPEG at a reduced size when that still leaves both sides >= ``min_side``.
+
+    A JPEG decoder can scale by 1/2, 1/4 or 1/8 inside the DCT (Pillow's ``draft``), far cheaper than
+    decoding every pixel and resizing afterwards; a model that resizes its input to 300x300 loses
+    nothing. Returns the image and the ``(width, height)`` of the full image, to map boxes back.
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -73,7 +83,7 @@ def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.nda
         if size == 0:
             raise InvalidImageError("empty file (0 bytes)")
         with open(p, "rb") as fh:
-            return _decode(fh, limit)
+            return _decode(fh, limit, min_side)
     except FileNotFoundError:
         raise InputNotFoundError("no such file") from None
     except PermissionError:
@@ -82,7 +92,7 @@ def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.nda
         raise InvalidImageError("is a folder, not an image file") from None
 
 
-def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
+def _decode(fh: BinaryIO, limit: int | None, min_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     limit = max_pixels() if limit is None else limit
     try:
         with warnings.catch_warnings():
@@ -101,9 +111,13 @@ def _decode(fh: BinaryIO, limit: int | None) -> np.ndarray:
             if width * height > limit:
                 raise ImageTooLargeError(_too_large(width * height, f"{width}x{height} = ", limit))
             img.seek(0)  # first frame of a GIF / multi-page TIFF
+            if min_side and img.format == "JPEG":
+                img.draft("RGB", (min_side, min_side))  # the smallest DCT scale that keeps both sides >= min_side
             img.load()
+            decoded = img.size
             ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to rotate
-            return _to_bgr8(img)
+            turned = img.size != decoded  # a quarter turn swaps the sides of the full image too
+            return _to_bgr8(img), ((height, width) if turned else (width, height))
     except UnidentifiedImageError:
         raise NotAnImageError(f"not an image mldeploy reads (the content is no {SUPPORTED}, whatever the file name says)") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:

@@ -36,3 +36,18 @@ def test_encoded_images_decode_again():
     image = np.full((30, 40, 3), 200, np.uint8)
     for extension in (".jpg", ".png", ".webp", ".bmp"):
         assert decode_image(encode_image(image, extension)).shape == (30, 40, 3)
+
+
+def test_text_is_readable_on_its_background_and_lines_grow_with_the_image():
+    from mldeploy.annotate import line_thickness, text_colour
+
+    assert text_colour((255, 255, 200)) == (0, 0, 0)  # light cyan (BGR): black text
+    assert text_colour((130, 0, 40)) == (255, 255, 255)  # dark blue-purple: white text
+    assert line_thickness(640, 480) == 2 and line_thickness(4000, 3000) == 8
+
+
+def test_two_overlapping_boxes_of_one_label_stay_apart():
+    image = np.full((100, 200, 3), 255, np.uint8)
+    drawn = BoxAnnotator(thickness=2).annotate(image, dets([[20, 40, 120, 90], [24, 44, 124, 94]], ["cat", "cat"]))
+    between = drawn[65, 19:28]  # across both left edges: the dark edges separate the two same-coloured lines
+    assert (between.max(axis=1) < 60).any() and (np.all(between == label_colour("cat"), axis=1)).any()

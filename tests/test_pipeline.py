@@ -130,3 +130,27 @@ def test_unwritable_save_folder_is_a_per_image_error(tmp_path, samples):
     (result,) = detect_images(images, detector, writer=AnnotatedImageWriter(blocker / "sub", images))
     assert isinstance(result.error, OutputError) and "cannot write" in str(result.error)
     assert blocker.read_text().startswith("a file")
+
+
+def test_reduced_decoding_gives_the_full_images_boxes(samples, tmp_path):
+    """A 3072 px JPEG is decoded at 1/4 for the SSD (it needs 600 px); the boxes come back in the full
+    image's pixels and agree with a full decode; with --save, the annotated copy uses the full image."""
+    from PIL import Image
+
+    from mldeploy.compare import match
+    from mldeploy.models import default_registry, load_detector
+    from mldeploy.pipeline import AnnotatedImageWriter, collect_inputs, detect_images
+
+    with Image.open(samples / "astronaut.jpg") as img:
+        img.resize((3072, 3072)).save(tmp_path / "big.jpg", quality=92)
+    detector = load_detector(default_registry().resolve("faces@v1"))
+    images, _ = collect_inputs([str(tmp_path / "big.jpg")])
+    (reduced,) = detect_images(images, detector)
+    (full,) = detect_images(images, detector, reduced_decode=False)
+    assert reduced.detections.image_size == full.detections.image_size == (3072, 3072)
+    comparison = match(full.detections, reduced.detections)
+    assert comparison.agrees and len(comparison.matched) == 1 and comparison.mean_iou > 0.98
+    (saved,) = detect_images(images, detector, writer=AnnotatedImageWriter(tmp_path / "out", images))
+    assert saved.detections == full.detections  # a run that saves decodes in full
+    with Image.open(saved.saved_to) as annotated:
+        assert annotated.size == (3072, 3072)

@@ -6,6 +6,7 @@ Nothing heavy is imported here: each command imports NumPy, OpenCV or TensorFlow
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -23,7 +24,7 @@ app = App(
     name="mldeploy",
     help="Local object detection and deployment rehearsal for detection models.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -42,11 +43,14 @@ def main_callback(
 ) -> None:
     """Local object detection and deployment rehearsal for detection models.
 
-    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 3 a release gate failed (shadow,
-    canary), 4 model cannot be loaded, 5 the state store cannot be read or written.
+    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 3 a release gate failed or was
+    inconclusive (shadow, canary), 4 model cannot be loaded, 5 the state store cannot be read or written.
     """
     if debug:
         state.debug = True
+    else:  # TensorFlow's C++ start-up lines (oneDNN, CUDA probes, absl) are noise to a user; --debug shows them
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
 app.command("detect", no_args_is_help=True)(_detect.detect)

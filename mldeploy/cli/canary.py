@@ -16,7 +16,7 @@ from mldeploy.cli.reporting import ReportFormat, finish
 
 @with_gate_options
 def canary(
-    paths: Annotated[List[str], typer.Argument(help="Image files, folders and glob patterns: the traffic to replay.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders and glob patterns: the traffic to replay.", show_default=False)],
     new: Annotated[str, typer.Option("--new", help="The canary: a version of --model (v2) or NAME@VERSION.", show_default=False)],
     old: Annotated[Optional[str], typer.Option("--old", help="The stable version \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,

@@ -10,8 +10,13 @@ from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument
 
 from mldeploy.errors import MldeployError
+
+# typer 0.29 prints an argument's Python type beside its name in help (PATH... <list[str]>); the name
+# (an upper-case metavar) says what to type, and the type is noise to a user. Display only.
+TyperArgument.display_type_rich = lambda self, ctx: None
 
 #: Machine-readable output (JSON, CSV) and tables go to stdout; everything else goes here.
 err_console = Console(stderr=True, highlight=False)
@@ -39,8 +44,8 @@ def error_boundary() -> Iterator[None]:
     try:
         yield
     except MldeployError as exc:
-        if state.debug:
-            raise
+        if state.debug:  # the traceback, and still the exit code a script relies on
+            err_console.print_exception()
         error_line(escape(str(exc)))
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
@@ -50,8 +55,8 @@ def error_boundary() -> Iterator[None]:
         raise
     except Exception as exc:  # a bug of ours or a library's: still one line, unless --debug
         if state.debug:
-            raise
-        error_line(escape(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"))
+            err_console.print_exception()
+        error_line(escape(f"unexpected {type(exc).__name__}: {exc}" + ("" if state.debug else " (run with --debug for the traceback)")))
         raise typer.Exit(code=1) from None
 
 
@@ -84,6 +89,17 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+@contextlib.contextmanager
+def loading_status(spec) -> Iterator[None]:
+    """``loading faces@v2 (mtcnn)...`` on stderr while a model loads, when stderr is a terminal: a
+    TensorFlow model takes seconds, and a silent pause looks like a hang."""
+    if spec is None or not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(f"loading {escape(spec.ref)} ({escape(spec.backend)})...", spinner="dots"):
+        yield
 
 
 class progress_bar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from enum import Enum
@@ -12,7 +13,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, error_line, escape, out_console, progress_bar
+from mldeploy.cli.console import err_console, error_line, escape, loading_status, out_console, progress_bar
 from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, StateDirOption, project
 from mldeploy.errors import UsageError
 
@@ -25,7 +26,7 @@ class OutputFormat(str, Enum):
 
 
 def detect(
-    paths: Annotated[List[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="Model as NAME or NAME@VERSION (see 'mldeploy models').")] = DEFAULT_MODEL,
     conf: Annotated[Optional[float], typer.Option("--conf", "-c", min=0.0, max=1.0, help="Confidence threshold \\[default: the model's].")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Keep only these labels, comma separated (e.g. person,car).")] = None,
@@ -38,7 +39,7 @@ def detect(
     """Detect objects in images and print what was found. A bare model name means its live version.
 
     Exit codes: 0 all images processed, 1 some inputs failed (each is named), 2 usage error,
-    4 model cannot be loaded (e.g. weight files missing).
+    4 model cannot be loaded (e.g. weight files missing), 5 the state store cannot be read.
     """
     from mldeploy.models.registry import parse_classes
     from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, RunSummary, collect_inputs, detect_images
@@ -49,9 +50,11 @@ def detect(
     if save is not None and save.exists() and not save.is_dir():
         raise UsageError(f"--save {save} is a file, not a folder")
     images, unmatched = collect_inputs(paths, exclude=save)
-    detector = proj.load(spec) if images else None
-
     summary = RunSummary(spec.ref)
+    loading = time.perf_counter()
+    with loading_status(spec):
+        detector = proj.load(spec) if images else None
+    summary.load_seconds = time.perf_counter() - loading
     started = time.perf_counter()
     results = [DetectionResult(arg, spec.ref, error=error) for arg, error in unmatched]
     if detector is not None:
@@ -66,6 +69,9 @@ def detect(
         summary.update(result)
 
     _emit(results, summary, output)
+    saved = [r.saved_to for r in results if r.saved_to is not None]
+    if saved:
+        err_console.print(f"saved {len(saved)} annotated image{'s' if len(saved) != 1 else ''} to {escape(str(save))}{os.sep}")
     for result in results:
         if not result.ok:
             error_line(f"{escape(result.source)}: {escape(str(result.error))}")

@@ -74,7 +74,7 @@ def models(
 
 @app.command("validate")
 def validate(
-    refs: Annotated[Optional[List[str]], typer.Argument(help="Versions to check (NAME@VERSION or NAME) [default: every version in mldeploy.toml].", show_default=False)] = None,
+    refs: Annotated[Optional[List[str]], typer.Argument(metavar="REF", help="Versions to check (NAME@VERSION or NAME) [default: every version in mldeploy.toml].", show_default=False)] = None,
     all_versions: Annotated[bool, typer.Option("--all", help="Check the built-in zoo too.")] = False,
     image: Annotated[Optional[Path], typer.Option("--image", help="Image for the test forward pass [default: a generated 640x480 picture].")] = None,
     pin: Annotated[bool, typer.Option("--pin/--no-pin", help="Record each file's SHA-256 for versions that pass and have none yet.")] = True,
@@ -115,7 +115,8 @@ def validate(
         for r in results:
             files = "[red]missing[/]" if any("no such file" in p for p in r.problems) else "ok"
             loads = "ok" if r.loaded else ("" if files != "ok" else "[red]no[/]")
-            forward = "" if r.detections is None else f"{r.detections} boxes, {r.milliseconds:.0f} ms"
+            forward = "" if r.detections is None else (f"{r.over_threshold} boxes at conf >= {r.threshold:g} ({r.detections} at any), "
+                                                        f"{r.milliseconds:.0f} ms")
             table.add_row(escape(r.ref), files, loads, forward, r.pins, "[green]ok[/]" if r.ok else "[bold red]FAIL[/]")
         out_console().print(table)
     failed = [r for r in results if not r.ok]
@@ -128,7 +129,7 @@ def validate(
 
 @app.command("pin")
 def pin_command(
-    refs: Annotated[List[str], typer.Argument(help="Versions whose files' SHA-256 to record now (NAME@VERSION).", show_default=False)],
+    refs: Annotated[List[str], typer.Argument(metavar="REF", help="Versions whose files' SHA-256 to record now (NAME@VERSION).", show_default=False)],
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:

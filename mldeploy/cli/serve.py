@@ -11,11 +11,11 @@ from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, StateDirOption
 
 
 def serve(
-    model: Annotated[List[str], typer.Option("--model", "-m", help="Model to serve (repeat); the first answers /predict.")] = [DEFAULT_MODEL, "people"],
+    model: Annotated[List[str], typer.Option("--model", "-m", metavar="NAME", help="Model to serve (repeat); the first answers /predict.")] = [DEFAULT_MODEL, "people"],
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    shadow: Annotated[List[str], typer.Option("--shadow", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
-    canary: Annotated[List[str], typer.Option("--canary", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False)] = [],
+    shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
+    canary: Annotated[List[str], typer.Option("--canary", metavar="MODEL=VERSION:WEIGHT", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False)] = [],
     canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
     canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
@@ -26,7 +26,8 @@ def serve(
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds a model may take on one request (503 after).")] = 30,
     header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, help="Seconds a client may take to send its request headers (connection closed after).")] = 10,
     body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, help="Seconds a client may take to send its request body (408 after).")] = 30,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level of mldeploy's lines and uvicorn's: debug, info, warning, error.")] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", metavar="text|json", help="text for people, json for a log shipper (one object a line).")] = "text",
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -64,7 +65,13 @@ def serve(
             if version == registry.default_version(name):
                 raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
     err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
+    from mldeploy.server.logs import FORMATS, log_config
     from mldeploy.server.protocol import with_header_timeout
 
+    if log_format not in FORMATS:
+        raise UsageError(f"--log-format {log_format!r}: choose {' or '.join(FORMATS)}")
+    if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise UsageError(f"--log-level {log_level!r}: choose debug, info, warning or error")
+
     uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
-                http=with_header_timeout(cfg.header_timeout))
+                http=with_header_timeout(cfg.header_timeout), log_config=log_config(log_level, log_format))

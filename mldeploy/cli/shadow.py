@@ -16,7 +16,7 @@ from mldeploy.cli.reporting import ReportFormat, finish
 
 @with_gate_options
 def shadow(
-    paths: Annotated[List[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
     new: Annotated[str, typer.Option("--new", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False)],
     old: Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,

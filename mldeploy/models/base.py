@@ -72,6 +72,13 @@ class Detector(ABC):
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
+    @property
+    def min_input_side(self) -> int | None:
+        """The smallest side an image may be decoded at without changing this model's answers, or None
+        for the full image. Models that resize their input anyway say twice their input size, so the
+        resize still shrinks by half or more."""
+        return None
+
     def detect(self, image: "np.ndarray", conf: float | None = None) -> "Detections":
         """Find objects in an 8-bit BGR image; keep those scoring at least ``conf`` (default: the spec's)."""
         return self.timed_detect(image, conf)[0]

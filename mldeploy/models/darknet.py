@@ -123,6 +123,10 @@ class DarknetDetector(Detector):
         self._size = (int(size[0]), int(size[1]))
         self._nms = float(spec.options.get("nms", 0.3))
 
+    @property
+    def min_input_side(self) -> int:
+        return 2 * max(self._size)
+
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1 / 255.0, self._size, (0, 0, 0), swapRB=True, crop=False)

@@ -27,6 +27,10 @@ class HaarDetector(Detector):
         # photo of the sample set untouched.
         self._max_side = int(spec.options.get("max_side", 1280))
 
+    @property
+    def min_input_side(self) -> int:
+        return 2 * self._max_side
+
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         small, scale = shrink_to(image, self._max_side)

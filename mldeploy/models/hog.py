@@ -26,6 +26,10 @@ class HOGPeopleDetector(Detector):
         self._stride = int(spec.options.get("win_stride", 4))
         self._nms = float(spec.options.get("nms", 0.45))
 
+    @property
+    def min_input_side(self) -> int:
+        return 2 * self._max_side
+
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         small, scale = shrink_to(image, self._max_side)

@@ -36,6 +36,10 @@ class OnnxYoloDetector(Detector):
         if not self.classes:
             raise ModelUnavailableError(f"{spec.ref}: no class names (give names = \"file.names\" or classes = [...])")
 
+    @property
+    def min_input_side(self) -> int:
+        return 2 * max(self._size)
+
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1 / 255.0, self._size, swapRB=True, crop=False)

@@ -23,6 +23,10 @@ class CaffeSSDDetector(Detector):
         self._net = cv2.dnn.readNetFromCaffe(str(spec.files["prototxt"]), str(spec.files["caffemodel"]))
         self._size = int(spec.options.get("input_size", 300))
 
+    @property
+    def min_input_side(self) -> int:
+        return 2 * self._size
+
     def _predict(self, image: np.ndarray, conf: float) -> Detections:
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1.0, (self._size, self._size), _MEAN)

@@ -10,6 +10,7 @@ import numpy as np
 
 from mldeploy.errors import MldeployError
 from mldeploy.models.base import ModelSpec
+from mldeploy.models.registry import builtin_specs, missing_files_message
 
 
 def test_image() -> np.ndarray:
@@ -25,7 +26,9 @@ class Validation:
     ref: str
     problems: list[str] = field(default_factory=list)
     loaded: bool = False
-    detections: int | None = None
+    detections: int | None = None  # boxes at any score (the forward pass runs with threshold 0)
+    over_threshold: int | None = None  # ...of which at or over the version's threshold
+    threshold: float | None = None
     milliseconds: float | None = None
     pins: str = ""  # "pinned now", "unchanged", or "" when not checked
 
@@ -38,6 +41,10 @@ def validate(project, spec: ModelSpec, image: np.ndarray, pin: bool = True) -> V
     """Every check that applies, in order; a failed step stops the steps that depend on it."""
     result = Validation(spec.ref)
     where = str(project.config_path) if project.config_path else "mldeploy.toml"
+    missing = spec.missing_files()
+    if missing and spec.ref in {s.ref for s in builtin_specs()}:  # the zoo's files: say where they go, not "fix mldeploy.toml"
+        result.problems.append(missing_files_message(spec, missing))
+        return result
     for role, path in spec.files.items():
         if not Path(path).exists():
             result.problems.append(f"{spec.ref}: {role} = \"{path}\": no such file or folder; fix the path in {where} "
@@ -56,6 +63,8 @@ def validate(project, spec: ModelSpec, image: np.ndarray, pin: bool = True) -> V
         detections = detector.detect(image, conf=0.0)
         result.milliseconds = (time.perf_counter() - started) * 1000
         result.detections = len(detections)
+        result.over_threshold = int((detections.confidence >= spec.conf).sum())
+        result.threshold = spec.conf
         strangers = sorted({str(label) for label in detections.label} - set(spec.classes))
         if strangers:
             result.problems.append(f"{spec.ref}: the test forward pass gave labels not in its class list: {', '.join(strangers)}; check names / label_map")

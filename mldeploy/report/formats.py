@@ -26,3 +26,14 @@ def interval(estimate) -> str:
     if estimate is None:
         return "n/a"
     return f"{estimate.value:.2f}x ({estimate.low:.2f}-{estimate.high:.2f})"
+
+
+def setting(value) -> str:
+    """A run's setting as a person writes it: ``5, 25, 50, 100`` not ``[5.0, 25.0, 50.0, 100.0]``, ``yes`` not ``True``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting(v) for v in value)
+    return str(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mldeploy.errors import MldeployError, OutputError
-from mldeploy.fileio import REPORT_MARKER, check_folder_destination
+from mldeploy.fileio import REPORT_MARKER, check_folder_destination, readable_like_any_file
 from mldeploy.report import formats as fmt
 from mldeploy.rollout.rehearsal import Report
 from mldeploy.rollout.shadow import ShadowRecord, most_disagreeing
@@ -37,6 +37,7 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
     except OSError as exc:
         raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from None
     try:
+        readable_like_any_file(staging, folder=True)
         (staging / "images").mkdir()
         (staging / HTML_MARKER).write_text("written by mldeploy; this folder is replaced by the next report\n")
         disagreeing = [r for r in report.records if r.comparison is not None and not r.comparison.agrees]
@@ -151,7 +152,8 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     legend = ('<p class="legend"><span style="background:#28a03c">both found</span><span style="background:#dc2828">only old</span>'
               '<span style="background:#1478dc">only new</span><span style="background:#ff9600">relabelled</span>'
               '<span style="background:#c828c8">drifted</span> dashed on the new side: old boxes it missed, and where a drifted box was</p>')
-    settings = ", ".join(f"{esc(str(k))} = <code>{esc(str(v))}</code>" for k, v in report.settings.items() if v not in (None, ""))
+    settings = ", ".join(f"{esc(str(k).replace('_', ' '))}: <code>{esc(fmt.setting(v))}</code>" for k, v in report.settings.items()
+                         if v not in (None, ""))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mldeploy {esc(report.kind)}: {esc(s.old)} vs {esc(s.new)}</title><style>{_CSS}</style></head>
@@ -162,7 +164,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
 {timeline}
 <h2>Summary</h2>{summary}
 <h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}
-<h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>None.</p>"}
+<h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>Every image was read and answered.</p>"}
 <h2 id="disagreements">Disagreeing images ({disagreeing})</h2>
 <p>{disagreeing} of {a.images} images differ (an image the new version failed on counts).{more}</p>{legend if figures else ""}
 {"".join(figures)}

@@ -66,6 +66,7 @@ def summary_to_dict(summary: RunSummary) -> dict[str, Any]:
         "failed": summary.failed,
         "detections": summary.detections,
         "per_label": dict(summary.per_label.most_common()),
+        "load_seconds": round(summary.load_seconds, 3),
         "wall_seconds": round(summary.wall_seconds, 3),
         "inference_seconds": round(summary.inference_seconds, 3),
         "images_per_second": round(summary.images_per_second, 2),

@@ -6,6 +6,7 @@ Every table takes typed results (a :class:`~mldeploy.pipeline.DetectionResult`, 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Sequence
 
 from rich.markup import escape
@@ -22,6 +23,29 @@ def _red(n: int) -> str:
     return f"[red]{n}[/]" if n else "0"
 
 
+def _columns(table: Table, *names: str, left: tuple[str, ...] = (), fold: tuple[str, ...] = ()) -> None:
+    """Add columns that a narrow terminal (80 columns, a CI log) may shrink but never cut: each keeps at
+    least its header's width, and text columns fold onto more lines instead of ending in an ellipsis."""
+    for name in names:
+        table.add_column(name, justify="left" if name in left else "right", min_width=min(len(name), 12),
+                         overflow="fold" if name in fold else "ellipsis", no_wrap=name not in fold)
+
+
+def common_folder(sources: Sequence[str]) -> str:
+    """The folder all ``sources`` share ("" when none): rows then show the rest of each path."""
+    folders = {os.path.dirname(s) for s in sources}
+    if len(sources) < 2 or "" in folders:
+        return ""
+    try:
+        return os.path.commonpath(sorted(folders))
+    except ValueError:  # absolute and relative mixed
+        return ""
+
+
+def relative(source: str, folder: str) -> str:
+    return os.path.relpath(source, folder) if folder else source
+
+
 #: How a gate's or a step's outcome reads in a table.
 STATUS = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "inconclusive": "[bold yellow]INCONCLUSIVE[/]",
           "report only": "[yellow]report only[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
@@ -31,8 +55,7 @@ STATUS = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "inconclusive":
 def detections_table(result: DetectionResult) -> Table:
     dets = result.detections
     table = Table(title=f"{escape(result.source)}: {len(dets)} found by {escape(result.model)}", title_justify="left")
-    for column, justify in (("#", "right"), ("label", "left"), ("confidence", "right"), ("box x1, y1, x2, y2", "left")):
-        table.add_column(column, justify=justify)
+    _columns(table, "#", "label", "confidence", "box x1, y1, x2, y2", left=("label", "box x1, y1, x2, y2"), fold=("label",))
     for i, (box, score, label) in enumerate(zip(dets.xyxy, dets.confidence, dets.label), 1):
         table.add_row(str(i), escape(str(label)), f"{score:.3f}", ", ".join(f"{v:.0f}" for v in box))
     if result.saved_to:
@@ -41,12 +64,15 @@ def detections_table(result: DetectionResult) -> Table:
 
 
 def images_table(results: Sequence[DetectionResult]) -> Table:
-    table = Table(title=f"{len(results)} images, {escape(results[0].model)}", title_justify="left")
-    for column, justify in (("image", "left"), ("found", "right"), ("labels", "left"), ("ms", "right")):
-        table.add_column(column, justify=justify)
+    """One row per image; the rows name each image relative to the folder they share (in the title), so
+    the file name shows however deep the folder and however narrow the terminal."""
+    folder = common_folder([r.source for r in results])
+    where = f" in {escape(folder)}" if folder else ""
+    table = Table(title=f"{len(results)} images{where}, {escape(results[0].model)}", title_justify="left")
+    _columns(table, "image", "found", "labels", "ms", left=("image", "labels"), fold=("image", "labels"))
     for result in results:
         counts = ", ".join(f"{escape(str(k))} x{v}" for k, v in result.detections.counts().items())
-        table.add_row(escape(result.source), str(len(result.detections)), counts, f"{result.seconds * 1000:.0f}")
+        table.add_row(escape(relative(result.source, folder)), str(len(result.detections)), counts, f"{result.seconds * 1000:.0f}")
     return table
 
 
@@ -60,7 +86,9 @@ def run_summary_table(summary: RunSummary) -> Table:
     table.add_row("detections", str(summary.detections))
     for label, count in summary.per_label.most_common():
         table.add_row(f"  {escape(str(label))}", str(count))
-    table.add_row("time", f"{summary.wall_seconds:.2f} s ({summary.images_per_second:.1f} images/s)")
+    table.add_row("loading the model", f"{summary.load_seconds:.2f} s")
+    table.add_row("detecting", f"{summary.wall_seconds:.2f} s ({summary.images_per_second:.1f} images/s; "
+                               f"{summary.inference_seconds:.2f} s in the model)")
     return table
 
 
@@ -76,14 +104,17 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
         tables.append(_labels_table(report))
     worst = most_disagreeing(report.records, top)
     if worst:
-        images = Table(title=f"most disagreeing images ({len(worst)} of {a.disagreeing_images})", title_justify="left")
-        for column in ("image", "old", "new", "matched", "missing", "extra", "relabelled", "drifted", "mean IoU"):
-            images.add_column(column, justify="left" if column == "image" else "right", overflow="fold")
+        folder = common_folder([r.source for r in report.records])
+        where = f" in {escape(folder)}" if folder else ""
+        images = Table(title=f"most disagreeing images{where} ({len(worst)} of {a.disagreeing_images})", title_justify="left",
+                       caption="miss: only old found it; extra: only new; relab: another label; drift: matched, IoU under the drift IoU",
+                       caption_justify="left")
+        _columns(images, "image", "old", "new", "match", "miss", "extra", "relab", "drift", "IoU", left=("image",), fold=("image",))
         for rec in worst:
             c = rec.comparison
             new = "[red]error[/]" if c.new_failed else str(len(c.new))
-            images.add_row(escape(rec.source), str(len(c.old)), new, str(len(c.matched)), _red(len(c.missing)), _red(len(c.extra)),
-                           _red(len(c.relabelled)), _red(len(c.drifted)), fmt.score(c.mean_iou))
+            images.add_row(escape(relative(rec.source, folder)), str(len(c.old)), new, str(len(c.matched)), _red(len(c.missing)),
+                           _red(len(c.extra)), _red(len(c.relabelled)), _red(len(c.drifted)), fmt.score(c.mean_iou))
         tables.append(images)
     if report.gates:
         tables.append(gates_table(report))
@@ -93,8 +124,7 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
 def gates_table(report: Report) -> Table:
     v = report.verdict
     gates = Table(title=f"gates ({escape(report.settings.get('gates', 'default'))} policy): {escape(v.headline)}", title_justify="left")
-    for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("evidence", "left"), ("result", "left")):
-        gates.add_column(column, justify=justify, overflow="fold")
+    _columns(gates, "gate", "value", "bound", "evidence", "result", left=("gate", "evidence", "result"), fold=("gate", "evidence", "result"))
     for g in report.gates:
         gates.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), STATUS[g.status])
     return gates
@@ -104,8 +134,7 @@ def _summary_table(report: Report) -> Table:
     s, a = report.summary, report.summary.agreement
     scope = "shadow" if report.kind == "shadow" else "canary requests"
     summary = Table(title=f"{scope}: {escape(s.old)} (old) vs {escape(s.new)} (new), IoU >= {s.iou_threshold:g}", title_justify="left")
-    for column, justify in (("", "left"), ("old", "right"), ("new", "right"), ("new / old", "right")):
-        summary.add_column(column, justify=justify)
+    _columns(summary, "", "old", "new", "new / old", left=("",), fold=("", "new", "new / old"))
     summary.add_row("images answered", str(s.images - s.unreadable - s.old_errors), str(s.images - s.unreadable - s.new_errors), "")
     summary.add_row("errors", _red(s.old_errors), _red(s.new_errors), "")
     summary.add_row("boxes", str(a.old_boxes), str(a.new_boxes), f"{a.new_boxes - a.old_boxes:+d}")
@@ -127,20 +156,19 @@ def _summary_table(report: Report) -> Table:
 
 def _labels_table(report: Report) -> Table:
     labels = Table(title="per label", title_justify="left")
-    for column in ("label", "old", "new", "change", "matched", "missing", "extra", "relabelled", "recall", "precision"):
-        labels.add_column(column, justify="left" if column == "label" else "right")
+    _columns(labels, "label", "old", "new", "change", "match", "miss", "extra", "relab", "drift", "recall", "prec", left=("label",), fold=("label",))
     for label, x in report.summary.agreement.per_label.items():
         change = f"[red]{x.count_change:+d}[/]" if x.count_change else "0"
         labels.add_row(escape(label), str(x.old), str(x.new), change, str(x.matched), str(x.missing), str(x.extra), str(x.relabelled),
-                       fmt.score(x.recall), fmt.score(x.precision))
+                       str(x.drifted), fmt.score(x.recall), fmt.score(x.precision))
     return labels
 
 
 def timeline_table(report: Report) -> Table:
     s = report.summary
     table = Table(title=f"canary: {escape(s.old)} -> {escape(s.new)}", title_justify="left")
-    for column in ("step", "share", "requests", "to canary", "disagreement", "recall", "errors", "p50 old / new (ms)", "verdict"):
-        table.add_column(column, justify="left" if column == "verdict" else "right", overflow="fold")
+    _columns(table, "step", "share", "images", "canary", "disagree", "recall", "errors", "p50 ms old/new", "verdict",
+             left=("verdict",), fold=("p50 ms old/new", "verdict"))
     for n, step in enumerate(report.timeline, 1):
         x = step.summary
         if x is None:

@@ -15,6 +15,7 @@ from mldeploy.server.config import ServerConfig
 from mldeploy.server.deployments import Deployments
 from mldeploy.server.metrics import Metrics
 from mldeploy.server.routers import admin, info, page, predict
+from mldeploy.server import schemas
 from mldeploy.server.uploads import RequestGuard
 
 log = logging.getLogger("mldeploy.server")
@@ -34,7 +35,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(deployments.stop)
 
-    app = FastAPI(title="mldeploy", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: Swagger UI and ReDoc load their scripts from a CDN, so offline they render a
+    # blank page. The schema itself is served at /openapi.json, and the README lists every endpoint.
+    app = FastAPI(title="mldeploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Object detection with live shadow, canary and blue-green routing.")
     app.state.config = config
     app.state.metrics = metrics
@@ -61,7 +64,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     for router in (predict.router, info.router, admin.router, page.router):
         app.include_router(router)
-    for name in config.models:
-        app.add_api_route(f"/count-{name}/", predict.count_endpoint(name), methods=["POST"], tags=["count"],
-                          summary=f"Count what {name} finds")
+    for name in config.models:  # with and without the trailing slash: curl does not follow a 307 for a POST
+        for path in (f"/count-{name}/", f"/count-{name}"):
+            app.add_api_route(path, predict.count_endpoint(name), methods=["POST"], tags=["count"], summary=f"Count what {name} finds",
+                              response_model=schemas.Prediction, responses=schemas.errors(408, 413, 415, 422, 503),
+                              include_in_schema=path.endswith("/"))
     return app

@@ -40,6 +40,11 @@ class Plan:
             return self.canary, "canary"
         return self.live, "live"
 
+    def line(self) -> str:
+        """``faces: live faces@v1, shadow faces@v2, canary off``: for the log."""
+        canary = f"{self.canary.ref} at {self.weight:g}%" if self.canary else "off"
+        return f"{self.live.name}: live {self.live.ref}, shadow {self.shadow.ref if self.shadow else 'off'}, canary {canary}"
+
     def describe(self) -> dict[str, Any]:
         return {
             "live": self.live.ref,
@@ -78,7 +83,7 @@ class RoutingTable:
             self.plans = plans  # one reference swap: a request sees the old plans or the new, never a mix
             self._snapshot = snapshot
         self._on_change(plans)
-        log.info("routing: %s", {name: plan.describe() for name, plan in plans.items()})
+        log.info("routing: %s", "; ".join(plan.line() for plan in plans.values()))
         return True
 
     def _plan(self, registry: Registry, name: str, live: dict[str, str], route: Route) -> Plan:

@@ -83,17 +83,20 @@ async def _reject(send, error) -> None:
 async def read_image_upload(file: UploadFile, max_pixels: int | None = None) -> np.ndarray:
     """The uploaded image as BGR, after checking its name and its content.
 
+    A name without an extension (``blob``, what browsers and many clients send for an in-memory file)
+    is judged by its content alone; a name with a non-image extension (``notes.txt``) is refused.
+
     Raises:
-        UnsupportedUploadError (415): the file name has no image extension.
+        UnsupportedUploadError (415): the file name has an extension that is not an image's.
         NotAnImageError (415): the content is not an image, whatever the name says.
         InvalidImageError (422): empty, truncated or corrupt; ImageTooLargeError (422): more than
             ``max_pixels`` (checked from the header, before decoding).
     """
     name = file.filename or ""
     suffix = PurePath(name).suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
+    if suffix and suffix not in IMAGE_EXTENSIONS:
         allowed = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise UnsupportedUploadError(f"{name!r} does not have an image extension ({allowed})")
+        raise UnsupportedUploadError(f"{name!r} does not have an image extension ({allowed}; a name without one is judged by content)")
     data = await file.read()
     if not data:
         raise InvalidImageError("the uploaded file is empty")

@@ -51,3 +51,30 @@ def test_info_endpoints(client):
     assert client.get("/readyz").json() == {"status": "ready", "models": {"faces": "faces@v1", "cats": "cats@haar"}}
     assert client.get("/models/faces/shadow").json() == {"model": "faces", "shadow": None, "pairs": []}
     assert "mldeploy_live_version" in client.get("/metrics").text
+
+
+def test_blob_uploads_are_judged_by_content_and_both_count_paths_answer(client, project_dir):
+    photo = (project_dir / "photos" / "astronaut.jpg").read_bytes()
+    blob = client.post("/count-faces/", files={"file": ("blob", photo)})  # what browsers send for an in-memory file
+    assert blob.status_code == 200 and blob.json()["count"] == 1
+    assert client.post("/count-faces/", files={"file": ("notes.txt", photo)}).status_code == 415  # a non-image extension still is
+    no_slash = client.post("/count-faces", files={"file": ("a.jpg", photo)}, follow_redirects=False)
+    assert no_slash.status_code == 200 and no_slash.json()["count"] == 1  # curl does not follow a 307 for a POST
+
+
+def test_the_page_asks_once_per_click_and_gets_the_picture_in_the_answer(client, project_dir):
+    photo = (project_dir / "photos" / "astronaut.jpg").read_bytes()
+    answer = client.post("/models/faces/predict?format=json&image=1", files={"file": ("a.jpg", photo)}).json()
+    assert answer["count"] == 1 and answer["image"].startswith("data:image/jpeg;base64,")
+    assert "image=1" in client.get("/").text
+
+
+def test_the_openapi_schema_is_true(client):
+    assert client.get("/docs").status_code == 404  # Swagger UI needs a CDN: off, rather than a blank page
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/models/{name}/predict"]["post"]["responses"]
+    assert set(predict["200"]["content"]) == {"image/jpeg", "application/json"}
+    assert predict["415"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert predict["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")  # not HTTPValidationError
+    assert "HTTPValidationError" not in str(schema["paths"]["/count-faces/"])
+    assert set(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}

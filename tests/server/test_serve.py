@@ -1,10 +1,14 @@
 """The HTTP service, as a real uvicorn process: uploads, statuses, and answers under load."""
 
+import json
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import CHROMIUM_FLAGS, PHOTOS, chromium, png_claiming
+from tests.helpers import CHROMIUM_FLAGS, PHOTOS, chromium, png_claiming, subprocess_env
 
 
 def test_predict_count_and_info_endpoints(serve, project_dir):
@@ -128,7 +132,8 @@ def test_the_page_in_a_headless_browser(serve, project_dir, tmp_path):
         assert page.locator("#status .error").inner_text().startswith("415: not an image")
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
-    assert all(url.startswith(server.url) or url.startswith("blob:") for url in requests)  # nothing fetched from elsewhere
+    assert all(url.startswith(server.url) or url.startswith(("blob:", "data:")) for url in requests)  # nothing fetched from elsewhere
+    assert sum("/predict" in url for url in requests) == 2  # two clicks, two inferences: never a second request for the picture
 
 
 def _text_named_jpg(folder):
@@ -151,3 +156,17 @@ def test_your_own_models_served_and_shadowed(serve, byo_project):
         pairs = server.client.get("/models/red/shadow").json()["pairs"]
         time.sleep(0.1)
     assert pairs[0]["compared"] == 3 and pairs[0]["disagreeing"] == 0 and pairs[0]["mean_iou"] > 0.99
+
+
+def test_server_logs_name_routing_changes_and_can_be_json_lines(serve, project_dir):
+    server = serve("--model", "faces", "--log-level", "info", "--log-format", "json")
+    server.client.get("/readyz")
+    subprocess.run([sys.executable, "-m", "mldeploy", "route", "faces", "--shadow", "blind"], cwd=project_dir,
+                   env=subprocess_env(), check=True, capture_output=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "faces@blind" not in server.output():
+        time.sleep(0.2)
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    routing = [entry for entry in lines if entry["logger"].startswith("mldeploy") and "routing" in entry["message"]]
+    assert routing and "faces@blind" in routing[-1]["message"] and routing[-1]["level"] == "info"
+    assert any(entry["logger"].startswith("uvicorn") for entry in lines)  # uvicorn's own lines, in the same format

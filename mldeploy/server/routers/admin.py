@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mldeploy.errors import AdminAuthError
 from mldeploy.server.dependencies import served_model
+from mldeploy.server.schemas import errors
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -52,7 +53,7 @@ def _change(dataclass_row) -> dict:
     return asdict(dataclass_row)
 
 
-@router.post("/models/{name}/promote")
+@router.post("/models/{name}/promote", responses=errors(401, 404, 422, 503))
 async def promote(body: PromoteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import promote as do_promote
 
@@ -68,7 +69,7 @@ async def promote(body: PromoteBody, request: Request, name: str = Depends(serve
     return {"changed": change is not None, "change": _change(change) if change else None, "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/rollback")
+@router.post("/models/{name}/rollback", responses=errors(401, 404, 409, 422))
 async def rollback(request: Request, name: str = Depends(served_model), body: RollbackBody | None = None):
     from mldeploy.rollout.releases import rollback as do_rollback
 
@@ -83,7 +84,7 @@ async def rollback(request: Request, name: str = Depends(served_model), body: Ro
     return {"changed": True, "change": _change(change), "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/route")
+@router.post("/models/{name}/route", responses=errors(401, 404, 422))
 async def route(body: RouteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import set_route
     from mldeploy.store import KEEP

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mldeploy.compare import AgreementCounts
 from mldeploy.server.dependencies import served_model
+from mldeploy.server.schemas import errors
 
 router = APIRouter(tags=["info"])
 
@@ -28,7 +29,7 @@ async def models(request: Request):
     return {"default": request.app.state.config.default_model, "models": out}
 
 
-@router.get("/models/{name}/shadow")
+@router.get("/models/{name}/shadow", responses=errors(404))
 async def shadow_summary(request: Request, name: str = Depends(served_model)):
     """Shadow comparisons recorded for this model (in the state store), per live/shadow pair."""
     deployments = request.app.state.deployments
@@ -60,7 +61,7 @@ async def readyz(request: Request):
     return {"status": "ready", "models": {name: plan.live.ref for name, plan in deployments.plans.items()}}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
 async def metrics(request: Request):
     from prometheus_client import CONTENT_TYPE_LATEST
 

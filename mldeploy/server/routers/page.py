@@ -43,16 +43,15 @@ $("form").addEventListener("submit", async (event) => {
   const body = new FormData(); body.append("file", file);
   const model = encodeURIComponent($("model").value);
   $("status").textContent = "working..."; $("result").textContent = "";
-  const response = await fetch("models/" + model + "/predict?format=json", {method: "POST", body});
+  // one request, one inference: the detections and the annotated picture come back together
+  const response = await fetch("models/" + model + "/predict?format=json&image=1", {method: "POST", body});
   const data = await response.json();
   if (!response.ok) {
     $("status").innerHTML = ""; const p = document.createElement("p");
     p.className = "error"; p.textContent = response.status + ": " + data.error.message; $("status").appendChild(p); return;
   }
-  const again = new FormData(); again.append("file", file);
-  const picture = await fetch("models/" + model + "/predict?format=image", {method: "POST", body: again});
   const img = document.createElement("img");
-  img.alt = "annotated image"; img.src = URL.createObjectURL(await picture.blob());
+  img.alt = "annotated image"; img.src = data.image;
   const table = document.createElement("table");
   table.innerHTML = "<tr><th>label</th><th>count</th></tr>";
   for (const [label, n] of Object.entries(data.counts)) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Optional
 
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from mldeploy.errors import InferenceTimeoutError
 from mldeploy.report.serialize import detections_to_list
 from mldeploy.server.dependencies import served_model
+from mldeploy.server.schemas import Prediction, errors
 
 router = APIRouter(tags=["predict"])
 
@@ -29,14 +31,17 @@ def wants_json(request: Request, fmt: str | None) -> bool:
     return "application/json" in accept and "image/" not in accept
 
 
-async def answer(request: Request, name: str, file: UploadFile, as_json: bool) -> Response:
-    """Validate the upload, let the deployments pick and run a version (on a worker thread), respond."""
+async def answer(request: Request, name: str, file: UploadFile, as_json: bool, with_image: bool = False) -> Response:
+    """Validate the upload, let the deployments pick and run a version (on a worker thread), respond.
+
+    ``with_image`` adds the annotated JPEG to the JSON (a data: URL): the page gets boxes and counts
+    from one request, so one click is one inference."""
     deployments = request.app.state.deployments
     with deployments.serving():
-        return await _answer(request, deployments, name, file, as_json)
+        return await _answer(request, deployments, name, file, as_json, with_image)
 
 
-async def _answer(request: Request, deployments, name: str, file: UploadFile, as_json: bool) -> Response:
+async def _answer(request: Request, deployments, name: str, file: UploadFile, as_json: bool, with_image: bool) -> Response:
     from mldeploy.server.uploads import read_image_upload
 
     metrics = request.app.state.metrics
@@ -53,6 +58,9 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
     if as_json:
         body = {"model": name, "version": spec.ref, "route": route, "count": len(detections), "counts": detections.counts(),
                 "width": detections.image_size[0], "height": detections.image_size[1], "detections": detections_to_list(detections)}
+        if with_image:
+            jpeg = await run_in_threadpool(_annotated_jpeg, image, detections)
+            body["image"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         response: Response = JSONResponse(body, headers=headers)
     else:
         jpeg = await run_in_threadpool(_annotated_jpeg, image, detections)
@@ -69,16 +77,24 @@ def _annotated_jpeg(image, detections) -> bytes:
 
 
 _FORMAT = Query(None, pattern="^(json|image)$", description="json for detections, image for the annotated JPEG [default: by Accept header, else image]")
+_IMAGE = Query(False, description="with json: the annotated JPEG too, as a data: URL in 'image'")
+#: What a prediction answers: the annotated JPEG, or the detections as JSON; and the errors it can give.
+PREDICT_RESPONSES = {
+    200: {"content": {"image/jpeg": {}, "application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
+          "description": "the annotated JPEG, or with format=json the detections", "model": Prediction},
+    **errors(404, 408, 413, 415, 422, 503),
+}
 
 
-@router.post("/predict", summary="Detect with the default model")
-async def predict_default(request: Request, file: UploadFile = File(...), format: Optional[str] = _FORMAT):
-    return await answer(request, request.app.state.config.default_model, file, wants_json(request, format))
+@router.post("/predict", summary="Detect with the default model", responses=PREDICT_RESPONSES, response_class=Response)
+async def predict_default(request: Request, file: UploadFile = File(...), format: Optional[str] = _FORMAT, image: bool = _IMAGE):
+    return await answer(request, request.app.state.config.default_model, file, wants_json(request, format), image)
 
 
-@router.post("/models/{name}/predict", summary="Detect with one served model")
-async def predict_model(request: Request, name: str = Depends(served_model), file: UploadFile = File(...), format: Optional[str] = _FORMAT):
-    return await answer(request, name, file, wants_json(request, format))
+@router.post("/models/{name}/predict", summary="Detect with one served model", responses=PREDICT_RESPONSES, response_class=Response)
+async def predict_model(request: Request, name: str = Depends(served_model), file: UploadFile = File(...), format: Optional[str] = _FORMAT,
+                        image: bool = _IMAGE):
+    return await answer(request, name, file, wants_json(request, format), image)
 
 
 def count_endpoint(name: str):
