@@ -7,10 +7,6 @@ def ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.1f}"
 
 
-def ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def share(value: float | None) -> str:
     """A share from 0 to 1 as a percentage."""
     return "n/a" if value is None else f"{value * 100:.1f}%"

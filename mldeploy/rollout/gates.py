@@ -172,9 +172,6 @@ class LiveWindow:
         return self.requests - self.new_errors
 
 
-#: The gates a live canary guard can apply (what a server sees without running the old version).
-LIVE_GATES = ("max_error_rate", "max_p95_ms", "max_new_errors")
-
 
 @dataclass(frozen=True)
 class Rules:

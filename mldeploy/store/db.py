@@ -40,9 +40,6 @@ class SQLiteDatabase:
         """Something was ever recorded here."""
         return self.path.exists()
 
-    def _exists(self) -> bool:
-        return self.exists
-
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._connect(write=True) as db:
@@ -58,7 +55,7 @@ class SQLiteDatabase:
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
         """A read-only connection, or ``None`` when nothing was ever recorded."""
-        if not self._exists():
+        if not self.exists:
             yield None
             return
         with self._connect(write=False) as db:

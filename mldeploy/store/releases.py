@@ -112,7 +112,7 @@ class ReleasesTables:
             NothingToRollBackError: the model has never changed version.
         """
         never = f"{model} has no earlier live version to roll back to ({model}@{{}} is live and always was)"
-        if not self._exists():  # nothing recorded: say so without creating the store
+        if not self.exists:  # nothing recorded: say so without creating the store
             raise NothingToRollBackError(never.format(current_default))
         with self._transaction() as db:
             current = self._live_in(db, model) or current_default
