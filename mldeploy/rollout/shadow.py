@@ -85,9 +85,9 @@ RETIME_RATIO = 1.5
 RETIME_SHARE = 0.25
 
 
-def _retime(record: ShadowRecord, image: np.ndarray, old: Detector, new: Detector, alternate_first: bool) -> None:
-    """Time both versions once more on ``image``; each keeps its faster time."""
-    for side, detector in ((("new", new), ("old", old)) if alternate_first else (("old", old), ("new", new))):
+def _retime(record: ShadowRecord, image: np.ndarray, old: Detector, new: Detector, new_first: bool) -> None:
+    """Time both versions once more on ``image``, in the same order as before; each keeps its faster time."""
+    for side, detector in ((("new", new), ("old", old)) if new_first else (("old", old), ("new", new))):
         result = getattr(record, side)
         try:
             _, seconds = detector.timed_detect(image)
@@ -160,16 +160,20 @@ def replay(
                     warm_up = False
                     for future in [infer_pool.submit(_run, d, image, item.display, labels) for d in (old, new)]:
                         future.result()
-                order = (new, old) if alternate and index % 2 else (old, new)
-                futures = {d: infer_pool.submit(_run, d, image, item.display, labels) for d in order}
-                running.append((index, item, image, futures[old], futures[new]))
+                # By position, not by detector: in a self-comparison old and new are the same loaded model,
+                # and each side must still run (and be timed) on its own.
+                new_first = alternate and index % 2 == 1
+                first, second = (new, old) if new_first else (old, new)
+                futures = [infer_pool.submit(_run, d, image, item.display, labels) for d in (first, second)]
+                old_future, new_future = futures[::-1] if new_first else futures
+                running.append((index, item, image, old_future, new_future))
             if running:
                 index, item, image, old_future, new_future = running.popleft()
                 record = ShadowRecord(index, item, old_future.result(), new_future.result())
-                answered += record.old.ok and record.new.ok
+                answered += record.answered
                 if _outlier(record) and retimed < RETIME_SHARE * answered:
                     retimed += 1
-                    _retime(record, image, old, new, alternate and index % 2)
+                    _retime(record, image, old, new, alternate and index % 2 == 1)
                 if record.old.ok:
                     matching = time.perf_counter()
                     if record.new.ok:

@@ -9,7 +9,7 @@ from mldeploy.models import load_detector
 from mldeploy.pipeline import collect_inputs, detect_images
 from mldeploy.project import Project
 from mldeploy.rollout.gates import evaluate, resolve_bounds
-from mldeploy.rollout.shadow import most_disagreeing, run_shadow
+from mldeploy.rollout.shadow import most_disagreeing, replay, run_shadow
 from tests.helpers.coco import coco_matches
 
 
@@ -153,3 +153,12 @@ def test_most_disagreeing_puts_the_worst_first(project_dir):
     assert worst and all(not r.agrees for r in worst)
     assert [r.disagreements for r in worst] == sorted((r.disagreements for r in worst), reverse=True)
     assert len(most_disagreeing(run.records, 1)) == 1
+
+
+def test_a_self_comparison_runs_the_model_once_for_each_side(project_dir):
+    """Old and new are the same loaded model here: each side must still run, and be timed, on its own."""
+    (v1,) = versions("faces@v1")
+    images, _ = collect_inputs(["photos"])
+    records = list(replay(images, v1, v1, warm_up=False))
+    assert len(records) == 5 and all(r.old is not r.new and r.old.ok and r.new.ok for r in records)
+    assert all(r.comparison.agrees for r in records)
