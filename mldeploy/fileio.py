@@ -110,15 +110,18 @@ def _nearest_folder_writable(path: Path) -> str | None:
 def check_file_destination(path: Path, protect: Iterable[Path] = (), flag: str = "") -> None:
     """Refuse, before any work, a file that could not be written where asked.
 
+    The file itself need not be writable: :func:`atomic_write` replaces it by a rename, which only
+    its folder has to allow.
+
     Raises:
-        OutputError: ``path`` is a folder, an input, not writable, or in a folder that cannot be created.
+        OutputError: ``path`` is a folder, an input, or in a folder that cannot be written or created.
     """
     path, where = Path(path), f"{flag} {path}".strip()
     if path.is_dir():
         raise OutputError(f"{where} is a folder; give a file name")
-    if any(path.resolve() == Path(p).resolve() for p in protect):
-        raise OutputError(f"{where} is an input image; refusing to write over it")
-    problem = not os.access(path, os.W_OK) and path.exists() and "the file is not writable" or _nearest_folder_writable(path)
+    if path.resolve() in {Path(p).resolve() for p in protect}:
+        raise OutputError(f"refusing to write a report over input image {where}")
+    problem = _nearest_folder_writable(path)
     if problem:
         raise OutputError(f"cannot write {where}: {problem}")
 

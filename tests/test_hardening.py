@@ -2,6 +2,7 @@
 Inputs: decoders, folders, mldeploy.toml, the state store, report destinations."""
 
 import io
+import json
 import os
 import shutil
 import stat
@@ -61,7 +62,7 @@ def test_a_symlink_loop_in_a_folder_is_one_named_failure(project_dir):
     result = mldeploy(project_dir, "detect", "photos", "--format", "json")
     assert result.returncode == 1, result.stderr
     assert "loop.jpg: a symlink loop" in result.stderr and "unexpected" not in result.stderr
-    assert sum(1 for r in __import__("json").loads(result.stdout)["results"] if "error" not in r) == 5  # the rest was processed
+    assert sum(1 for r in json.loads(result.stdout)["results"] if "error" not in r) == 5  # the rest was processed
 
 
 def test_an_unreadable_sub_folder_is_named_and_the_rest_processed(project_dir):
@@ -127,3 +128,15 @@ def test_a_read_only_state_folder_can_be_read_and_says_why_it_cannot_be_written(
     assert history.returncode == 0 and '"to_version": "blind"' in history.stdout, history.stderr
     assert promote.returncode == 5 and len(promote.stderr.strip().splitlines()) == 1
     assert "is read-only here" in promote.stderr and "--state-dir" in promote.stderr
+
+
+def test_a_read_only_report_file_in_a_writable_folder_is_still_replaced(tmp_path):
+    """The report is replaced by a rename, which only its folder must allow: refusing it would be wrong."""
+    from mldeploy.fileio import atomic_write, check_file_destination
+
+    report = tmp_path / "shadow.json"
+    report.write_text("{}")
+    report.chmod(0o444)
+    check_file_destination(report)  # no error
+    atomic_write(report, b'{"passed": true}')
+    assert report.read_text() == '{"passed": true}'

@@ -187,6 +187,14 @@ def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, Any]
     return resolve_rules(flags, project, policy).bounds
 
 
+def _choice(flag: str | None, flag_name: str, setting: str | None, setting_name: str, choices: tuple[str, ...]) -> str:
+    """The flag's value, else the project file's, else the first choice; checked, naming where it came from."""
+    value, where = (flag, flag_name) if flag else (setting, setting_name) if setting is not None else (choices[0], "")
+    if value not in choices:
+        raise UsageError(f"{where} {value!r}: choose {' or '.join(choices)}")
+    return value
+
+
 def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None,
                   on_inconclusive: str | None = None) -> Rules:
     """The bounds and settings of a rehearsal: flags win over ``[gates]``, which wins over the policy."""
@@ -195,13 +203,8 @@ def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] 
     unknown = set(project) - set(GATES)
     if unknown:
         raise ConfigError(f"[gates]: unknown gate {sorted(unknown)[0]!r} (known: policy, inconclusive, {', '.join(GATES)})")
-    policy = policy or settings.get("policy", "default")
-    if policy not in POLICIES:
-        where = "--gates" if "policy" not in settings or policy != settings["policy"] else "[gates] policy"
-        raise UsageError(f"{where} {policy!r}: choose {' or '.join(POLICIES)}")
-    on_inconclusive = on_inconclusive or settings.get("inconclusive", "fail")
-    if on_inconclusive not in ON_INCONCLUSIVE:
-        raise UsageError(f"inconclusive = {on_inconclusive!r}: choose {' or '.join(ON_INCONCLUSIVE)}")
+    policy = _choice(policy, "--gates", settings.get("policy"), "[gates] policy", POLICIES)
+    on_inconclusive = _choice(on_inconclusive, "--inconclusive", settings.get("inconclusive"), "[gates] inconclusive", ON_INCONCLUSIVE)
     defaults = DEFAULT_POLICY if policy == "default" else {}
     bounds: dict[str, float] = {}
     for name, gate in GATES.items():
@@ -225,7 +228,7 @@ def _judge(gate: Gate, summary: Any, bound: float) -> GateResult:
     value = gate.metric(summary)
     limit = gate.scaled(bound)
     beyond = (lambda v: v > limit + 1e-12) if gate.kind == "max" else (lambda v: v < limit - 1e-12)
-    if gate.interval is not None and hasattr(summary, "latency_pairs"):
+    if gate.interval is not None:  # latency ratios: a ShadowSummary's paired evidence (a live window has none)
         estimate = gate.interval(summary)
         if estimate is None:
             return GateResult(gate, bound, value, INCONCLUSIVE, pairs=len(summary.latency_pairs))

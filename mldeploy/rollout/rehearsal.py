@@ -123,8 +123,6 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     inputs = {item.path.resolve() for item in images}
     try:  # before the run: a verdict must never be lost to a report that cannot be written
         for target in (Path(p) for p in outputs if p is not None):
-            if target.resolve() in inputs:
-                raise UsageError(f"refusing to write a report over input image {target}")
             check_file_destination(target, inputs)
         if html is not None:
             check_folder_destination(html, inputs, "--html")

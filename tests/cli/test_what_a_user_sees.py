@@ -1,6 +1,7 @@
 """What a user sees (issue 12): readable files, messages that say where things went, file names that
 show at 80 columns and at any path depth, exit codes that survive --debug, help without Python types."""
 
+import json
 import os
 import stat
 import subprocess
@@ -75,7 +76,5 @@ def test_models_validate_says_where_the_zoos_files_go_and_at_which_threshold_it_
     result = cli("models", "validate", "faces@v1", "objects@yolov4", "--format", "json")
     assert result.exit_code == 4
     assert "MLDEPLOY_YOLO_DIR" in result.stderr and "fix the path in" not in result.stderr  # the zoo's files, not mldeploy.toml's
-    import json
-
     v1 = json.loads(result.stdout)["versions"][0]
     assert v1["threshold"] == 0.5 and v1["over_threshold"] <= v1["detections"]  # which count is which, said
