@@ -69,7 +69,8 @@ def test_ugly_inputs_are_counted_and_give_exit_1(cli, project_dir):
     (bad / "notes.jpg").write_text("a text file named like a photo")
     (bad / "cut.png").write_bytes((project_dir / "shapes" / "square0.png").read_bytes()[:200])
     (bad / "huge.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * (8 << 20))
-    result = cli("shadow", "photos", "missing-folder", "--new", "v1", "--format", "json")
+    # About inputs, not latency: five images cannot prove a p95 either way under load, so say what that means here.
+    result = cli("shadow", "photos", "missing-folder", "--new", "v1", "--format", "json", "--inconclusive", "pass")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert doc["summary"]["unreadable"] == 4 and doc["summary"]["compared"] == 5
