@@ -136,7 +136,7 @@ def row(label: str, concurrency: int, r: dict) -> str:
     note = "  server crashed" if r["crashed"] else ""
     if r.get("shadow"):
         sh = r["shadow"]
-        note += f"  (shadow compared {sh['compared']}, dropped {sh['dropped']})"
+        note += f"  (shadow: captured {sh['captured']}, compared {sh['compared']} so far, evicted {sh['evicted']})"
     return f"{label:<20} {concurrency:>11} {r['requests']:>8} {r['rps']:>7.1f} {r['p50'] * 1000:>8.1f} {r['p99'] * 1000:>8.1f} {r['failed']:>7}{note}"
 
 

@@ -33,6 +33,10 @@ class UsageError(MldeployError):
     http_status = 400
 
 
+class CaptureError(UsageError):
+    """A capture folder that cannot be used: not a capture, damaged, read-only, or written by a newer mldeploy."""
+
+
 class UnknownModelError(UsageError):
     """A model name or version that the registry does not know."""
 

@@ -114,6 +114,23 @@ class Project:
             self.store().set_pins(spec.ref, entries)
         return entries
 
+    def capture_settings(self) -> dict[str, Any]:
+        """``[capture]``: ``dir`` (relative to the file), ``rate``, ``max_mb`` and ``shadow_mode``, checked."""
+        table = self.config.get("capture", {})
+        where = f"{self.config_path}: [capture]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        kinds = {"dir": str, "rate": (int, float), "max_mb": (int, float), "shadow_mode": str}
+        for key, value in table.items():
+            if key not in kinds:
+                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(kinds)})")
+            if isinstance(value, bool) or not isinstance(value, kinds[key]):
+                raise ConfigError(f"{where} {key} must be {'text' if kinds[key] is str else 'a number'}, not {value!r}")
+        out = dict(table)
+        if "dir" in out and self.config_path is not None:
+            out["dir"] = Path(self.config_path).resolve().parent / out["dir"]
+        return out
+
     def gate_defaults(self) -> dict[str, float]:
         gates = self.config.get("gates", {})
         if not isinstance(gates, dict):

@@ -13,6 +13,7 @@ import typer
 
 from mldeploy import __version__
 from mldeploy.cli import canary as _canary
+from mldeploy.cli import capture as _capture
 from mldeploy.cli import detect as _detect
 from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
@@ -62,6 +63,7 @@ app.command("rollback", no_args_is_help=True, rich_help_panel="Rollout")(_rollou
 app.command("history", rich_help_panel="Rollout")(_rollout.history)
 app.command("route", rich_help_panel="Rollout")(_rollout.route)
 app.command("serve", rich_help_panel="Serve")(_serve.serve)
+app.add_typer(_capture.app, name="capture", rich_help_panel="Serve")
 
 
 def main() -> None:

@@ -26,6 +26,10 @@ ConfigOption = Annotated[
 ]
 
 
+CaptureOption = Annotated[Optional[Path], typer.Option(
+    "--capture", metavar="DIR", show_default=False,
+    help="Replay a server's capture (serve --capture) instead of image files: the answers the live version gave are the reference, "
+         "so it does not run again (latency ratio gates: not measured).")]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
 DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,

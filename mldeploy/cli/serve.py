@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
@@ -14,14 +15,23 @@ def serve(
     model: Annotated[List[str], typer.Option("--model", "-m", metavar="NAME", help="Model to serve (repeat); the first answers /predict.")] = [DEFAULT_MODEL, "people"],
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
+    shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", rich_help_panel="Capture and shadow", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
     canary: Annotated[List[str], typer.Option("--canary", metavar="MODEL=VERSION:WEIGHT", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False)] = [],
     canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
     canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body accepted (413 above).")] = 20.0,
-    shadow_queue: Annotated[int, typer.Option("--shadow-queue", min=1, help="Shadow jobs waiting at most; more are dropped and counted.")] = 64,
-    shadow_memory_mb: Annotated[float, typer.Option("--shadow-memory-mb", min=1, help="Memory the images waiting for the shadow may take; more are dropped and counted.")] = 256,
+    capture: Annotated[Optional[Path], typer.Option("--capture", metavar="DIR", show_default=False, rich_help_panel="Capture and shadow",
+                                                    help="Keep requests (the upload's bytes, the live answer, version, time) in this private folder, "
+                                                         "for 'mldeploy shadow --capture' \\[default: off, or \\[capture] dir].")] = None,
+    capture_rate: Annotated[Optional[float], typer.Option("--capture-rate", min=0, max=1, show_default=False, rich_help_panel="Capture and shadow",
+                                                          help="Share of requests captured \\[default: 1].")] = None,
+    capture_max_mb: Annotated[Optional[float], typer.Option("--capture-max-mb", min=0.01, show_default=False, rich_help_panel="Capture and shadow",
+                                                            help="The capture's byte budget; the oldest requests are evicted (and counted) "
+                                                                 "to stay under it. A shadow without --capture uses a temporary one of this size \\[default: 1024].")] = None,
+    shadow_mode: Annotated[Optional[str], typer.Option("--shadow-mode", metavar="idle|always", show_default=False, rich_help_panel="Capture and shadow",
+                                                       help="idle: the shadow runs only while no request is open (no cost to live latency); "
+                                                            "always: at once, for spare cores or an accelerator \\[default: idle].")] = None,
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image accepted, in megapixels (422 above; checked before decoding).")] = 25,
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds a model may take on one request (503 after).")] = 30,
     header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, help="Seconds a client may take to send its request headers (connection closed after).")] = 10,
@@ -41,20 +51,25 @@ def serve(
 
     from mldeploy.errors import UsageError
     from mldeploy.server.app import create_app
+    from mldeploy.project import Project
     from mldeploy.server.config import ServerConfig, parse_assignments
 
+    project = Project(state_dir=state_dir, config_path=config)
+    settings = project.capture_settings()  # [capture] in mldeploy.toml; flags win
+    capture_dir = capture if capture is not None else settings.get("dir")
     cfg = ServerConfig(
         models=list(model), host=host, port=port, state_dir=state_dir, config_path=config,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), shadow=parse_assignments(shadow, "--shadow"),
-        canary=parse_assignments(canary, "--canary", with_weight=True), shadow_queue=shadow_queue,
+        canary=parse_assignments(canary, "--canary", with_weight=True),
         canary_min_requests=canary_min_requests, canary_max_error_rate=canary_max_error_rate, canary_max_p95_ms=canary_max_p95_ms,
-        shadow_memory_bytes=int(shadow_memory_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1_000_000),
+        capture_dir=Path(capture_dir) if capture_dir is not None else None,
+        capture_rate=capture_rate if capture_rate is not None else settings.get("rate", 1.0),
+        capture_max_bytes=int((capture_max_mb if capture_max_mb is not None else settings.get("max_mb", 1024)) * 1024 * 1024),
+        shadow_mode=shadow_mode or settings.get("shadow_mode", "idle"), max_pixels=int(max_megapixels * 1_000_000),
         request_timeout=request_timeout, header_timeout=header_timeout, body_timeout=body_timeout,
     )
     # Fail before binding the port on what can be checked without loading models.
-    from mldeploy.project import Project
-
-    registry = Project(state_dir=state_dir, config_path=config).registry()
+    registry = project.registry()
     for name in cfg.models:
         registry.resolve(name)
     for flag, routes in (("--shadow", {k: v for k, v in cfg.shadow.items()}), ("--canary", {k: v for k, (v, _) in cfg.canary.items()})):
@@ -64,6 +79,10 @@ def serve(
             registry.resolve(f"{name}@{version}")
             if version == registry.default_version(name):
                 raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
+    if cfg.capture_dir is not None:  # a folder that is not a capture, or cannot be written: say so now, exit 2
+        from mldeploy.capture import CaptureStore
+
+        CaptureStore(cfg.capture_dir, cfg.capture_max_bytes).close()
     err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
     from mldeploy.server.logs import FORMATS, log_config
     from mldeploy.server.protocol import with_header_timeout

@@ -8,7 +8,7 @@ import typer
 
 from mldeploy.cli.console import progress_bar
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    DEFAULT_MODEL, CaptureOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     project, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
@@ -16,10 +16,11 @@ from mldeploy.cli.reporting import ReportFormat, finish
 
 @with_gate_options
 def shadow(
-    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
     new: Annotated[str, typer.Option("--new", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False)],
+    paths: Annotated[Optional[List[str]], typer.Argument(metavar="[PATH]...", help="Image files, folders (searched recursively) and glob patterns (or --capture DIR).", show_default=False)] = None,
     old: Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,
+    capture: CaptureOption = None,
     iou: IouOption = 0.5,
     drift_iou: DriftIouOption = 0.8,
     classes: ClassesOption = None,
@@ -47,8 +48,8 @@ def shadow(
     """
     from mldeploy.rollout import rehearsal
 
-    r = rehearsal.prepare(project(state_dir, config), paths, new, old=old, model=model, classes=classes, gate_flags=gate_flags,
-                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html)
+    r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
+                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, capture=capture)
     with progress_bar("shadow", len(r.images), progress) as advance:
         result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=advance)
     finish(result, output, report, junit, html, top)

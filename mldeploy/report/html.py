@@ -107,7 +107,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     verdict = f'<span class="verdict {v.status.replace(" ", "-")}">{esc(v.status.upper())}</span>'
     decided = (f"<p><b>{esc(v.headline)}</b>" + "".join(f"<br><code>{esc(g.message)}</code>" for g in v.deciding if not v.ok) + "</p>")
     status = {"pass": '<span class="pass">pass</span>', "fail": '<span class="fail">FAIL</span>',
-              "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>'}
+              "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>', "not measured": "not measured"}
     gates = _rows(
         [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence), status[g.status])
          for g in report.gates],

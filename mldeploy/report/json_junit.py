@@ -37,7 +37,7 @@ def junit_xml(report: Report) -> bytes:
         case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)
         if g.failed or (g.status == "inconclusive" and report.on_inconclusive == "fail"):
             ET.SubElement(case, "failure", message=g.message, type="GateFailed" if g.failed else "GateInconclusive").text = g.gate.what
-        elif g.status == "inconclusive":
+        elif g.status in ("inconclusive", "not measured"):
             ET.SubElement(case, "skipped", message=g.message)
         else:
             ET.SubElement(case, "system-out").text = g.message

@@ -140,6 +140,9 @@ def verdict_to_dict(verdict) -> dict[str, Any]:
 def shadow_record_to_dict(record) -> dict[str, Any]:
     """One image of a shadow or canary replay: both versions' answers and how they match."""
     out: dict[str, Any] = {"image": record.source}
+    captured = getattr(record.item, "record", None)
+    if captured is not None:  # a capture replay: which request, when, and its blob
+        out["capture"] = {"id": captured.id, "captured_at": captured.captured_at, "sha256": captured.sha256, "route": captured.route}
     if record.input_error is not None:
         out["error"] = str(record.input_error)
         out["error_type"] = type(record.input_error).__name__

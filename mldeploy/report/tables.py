@@ -48,7 +48,7 @@ def relative(source: str, folder: str) -> str:
 
 #: How a gate's or a step's outcome reads in a table.
 STATUS = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "inconclusive": "[bold yellow]INCONCLUSIVE[/]",
-          "report only": "[yellow]report only[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
+          "report only": "[yellow]report only[/]", "not measured": "[dim]not measured[/]", "no traffic": "[dim]no traffic[/]", "not run": "[dim]not run[/]"}
 
 
 # -- detect ------------------------------------------------------------------------------------------
@@ -133,7 +133,8 @@ def gates_table(report: Report) -> Table:
 def _summary_table(report: Report) -> Table:
     s, a = report.summary, report.summary.agreement
     scope = "shadow" if report.kind == "shadow" else "canary requests"
-    summary = Table(title=f"{scope}: {escape(s.old)} (old) vs {escape(s.new)} (new), IoU >= {s.iou_threshold:g}", title_justify="left")
+    old_role = "old, as answered live" if s.recorded else "old"
+    summary = Table(title=f"{scope}: {escape(s.old)} ({old_role}) vs {escape(s.new)} (new), IoU >= {s.iou_threshold:g}", title_justify="left")
     _columns(summary, "", "old", "new", "new / old", left=("",), fold=("", "new", "new / old"))
     summary.add_row("images answered", str(s.images - s.unreadable - s.old_errors), str(s.images - s.unreadable - s.new_errors), "")
     summary.add_row("errors", _red(s.old_errors), _red(s.new_errors), "")

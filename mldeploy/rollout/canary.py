@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Mapping, Sequence
 
+from mldeploy.capture.replay import RecordedAnswers
 from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import UsageError
 from mldeploy.models.base import Detector
@@ -137,7 +138,7 @@ def run_canary(
     started = time.perf_counter()
     ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
     results = [StepResult(share, len(ordered)) for share in steps]
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou)
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers))
     stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
     position = 0
     outcome = None

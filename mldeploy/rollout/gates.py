@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no 
     from mldeploy.rollout.shadow import ShadowSummary
 
 PASS, FAIL, INCONCLUSIVE, REPORT_ONLY = "pass", "fail", "inconclusive", "report only"
+#: A latency ratio gate on a capture replay: the old version did not run here, so there is no pair to time.
+NOT_MEASURED = "not measured"
 POLICIES = ("default", "none")
 ON_INCONCLUSIVE = ("fail", "pass")
 
@@ -133,6 +135,8 @@ class GateResult:
     @property
     def evidence(self) -> str:
         """``90% interval 1.12x-1.31x over 40 images``, for gates judged on an interval."""
+        if self.status == NOT_MEASURED:
+            return "recorded answers: the old version did not run here"
         if self.interval is None:
             return f"{self.pairs} images, fewer than needed" if self.pairs is not None else ""
         low, high = (self.gate.show(v, self.gate.scaled(self.bound)) for v in self.interval)
@@ -228,6 +232,8 @@ def _judge(gate: Gate, summary: Any, bound: float) -> GateResult:
     value = gate.metric(summary)
     limit = gate.scaled(bound)
     beyond = (lambda v: v > limit + 1e-12) if gate.kind == "max" else (lambda v: v < limit - 1e-12)
+    if gate.interval is not None and getattr(summary, "recorded", False):
+        return GateResult(gate, bound, None, NOT_MEASURED)
     if gate.interval is not None:  # latency ratios: a ShadowSummary's paired evidence (a live window has none)
         estimate = gate.interval(summary)
         if estimate is None:
@@ -270,6 +276,9 @@ class Verdict:
             ran = ", ".join(g.gate.flag for g in self.ran) or "none"
             return f"REPORT ONLY: no quality gate ran (gates: {ran})"
         if self.status == PASS:
+            unmeasured = sum(g.status == NOT_MEASURED for g in self.ran)
+            if unmeasured:
+                return f"PASS: all {len(self.ran) - unmeasured} gates measured passed ({unmeasured} not measured)"
             return f"PASS: all {len(self.ran)} gates passed"
         return f"{self.status.upper()}: " + ", ".join(g.gate.flag for g in self.deciding)
 

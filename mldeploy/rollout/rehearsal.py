@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mldeploy.capture.replay import RecordedAnswers, captured_inputs, recorded_spec
 from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import MldeployError, OutputError, UsageError
 from mldeploy.fileio import check_file_destination, check_folder_destination
@@ -80,9 +81,12 @@ class Rehearsal:
     labels: list[str] | None
     rules: Rules
     drift_iou: float = DRIFT_IOU
+    capture: Path | None = None  # the old side is this capture's recorded answers
 
     @property
     def old(self) -> Detector:
+        if self.capture is not None:
+            return RecordedAnswers(self.old_spec)
         return self.project.load(self.old_spec)  # pins checked; loaded once per process, on first use
 
     @property
@@ -94,14 +98,15 @@ class Rehearsal:
         return self.rules.bounds
 
     def settings(self, iou: float, **extra: Any) -> dict[str, Any]:
+        capture = {"capture": str(self.capture)} if self.capture is not None else {}
         return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "drift_iou": self.drift_iou, "classes": self.labels,
-                "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **extra}
+                "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
 
 def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
             classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
             on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
-            outputs: Sequence[Path | None] = (), html: Path | None = None) -> Rehearsal:
+            outputs: Sequence[Path | None] = (), html: Path | None = None, capture: Path | None = None) -> Rehearsal:
     """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
     An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
@@ -113,11 +118,23 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
             a folder of other files, a read-only folder).
     """
     registry = project.registry()
-    old_spec = resolve_version(registry, old or model, model)
     new_spec = resolve_version(registry, new, model)
-    labels = parse_classes(classes, old_spec, new_spec)
     rules = resolve_rules(gate_flags or {}, project.gate_defaults(), policy, on_inconclusive)
-    images, unmatched = collect_inputs(paths, exclude=html)
+    if capture is not None:
+        if paths:
+            raise UsageError("give images or --capture, not both")
+        version = old.rpartition("@")[2] if old else None
+        version, images = captured_inputs(Path(capture), new_spec.name, version)
+        unmatched: list[tuple[str, MldeployError]] = []
+        known = next((s for s in registry.versions(new_spec.name) if s.version == version), None)
+        old_spec = recorded_spec(new_spec.name, version, known)
+        labels = parse_classes(classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
+    else:
+        if not paths:
+            raise UsageError("no images: give image files or folders, or --capture DIR")
+        old_spec = resolve_version(registry, old or model, model)
+        labels = parse_classes(classes, old_spec, new_spec)
+        images, unmatched = collect_inputs(paths, exclude=html)
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
     inputs = {item.path.resolve() for item in images}
@@ -128,7 +145,7 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
             check_folder_destination(html, inputs, "--html")
     except OutputError as exc:
         raise UsageError(str(exc)) from None
-    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, rules, drift_iou)
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, rules, drift_iou, Path(capture) if capture is not None else None)
 
 
 def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
@@ -152,6 +169,8 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
     if r.old_spec.ref == r.new_spec.ref:
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
+    if r.old_spec.backend == "recorded" and not dry_run:
+        raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
     run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
                      workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step)
     last = run.last_step

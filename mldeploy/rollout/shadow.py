@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mldeploy.capture.replay import CapturedInput, RecordedAnswers
 from mldeploy.compare import DRIFT_IOU, AgreementMetric, AgreementResult, ImageComparison, failed_comparison, match
 from mldeploy.errors import MldeployError
 from mldeploy.images import read_image
@@ -70,8 +71,12 @@ class ShadowRecord:
         return self.comparison is not None and self.comparison.agrees
 
 
-def _run(detector: Detector, image: np.ndarray, source: str, labels: Sequence[str] | None) -> DetectionResult:
-    result = DetectionResult(source, detector.spec.ref)
+def _run(detector: Detector, image: np.ndarray, item: ImageInput, labels: Sequence[str] | None) -> DetectionResult:
+    result = DetectionResult(item.display, detector.spec.ref)
+    if isinstance(detector, RecordedAnswers):  # a capture's stored answer: nothing runs
+        answer = item.record.answer
+        result.detections, result.seconds = (answer.filter(labels=labels) if labels else answer), item.record.seconds
+        return result
     try:
         result.detections, result.seconds = run_detector(detector, image, labels=labels)
     except MldeployError as exc:
@@ -98,6 +103,8 @@ def _retime(record: ShadowRecord, image: np.ndarray, old: Detector, new: Detecto
 
 
 def _outlier(record: ShadowRecord) -> bool:
+    if isinstance(record.item, CapturedInput):  # the old time was recorded by the server: nothing to time again
+        return False
     a, b = record.old.seconds, record.new.seconds
     return record.old.ok and record.new.ok and min(a, b) > 0 and max(a, b) / min(a, b) > RETIME_RATIO
 
@@ -159,13 +166,13 @@ def replay(
                     continue
                 if warm_up:
                     warm_up = False
-                    for future in [infer_pool.submit(_run, d, image, item.display, labels) for d in (old, new)]:
+                    for future in [infer_pool.submit(_run, d, image, item, labels) for d in (old, new)]:
                         future.result()
                 # By position, not by detector: in a self-comparison old and new are the same loaded model,
                 # and each side must still run (and be timed) on its own.
                 new_first = alternate and index % 2 == 1
                 first, second = (new, old) if new_first else (old, new)
-                futures = [infer_pool.submit(_run, d, image, item.display, labels) for d in (first, second)]
+                futures = [infer_pool.submit(_run, d, image, item, labels) for d in (first, second)]
                 old_future, new_future = futures[::-1] if new_first else futures
                 running.append((index, item, image, old_future, new_future))
             if running:
@@ -207,6 +214,7 @@ class ShadowSummary:
     new_latency: LatencyStats
     latency_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), compare=False, repr=False)
     drift_iou: float = DRIFT_IOU
+    recorded: bool = False  # the old answers are a capture's: the old version did not run here, so no latency pairs
 
     @cached_property
     def p50_ratio(self) -> RatioEstimate | None:
@@ -242,6 +250,7 @@ class ShadowMetric:
     iou_threshold: float = 0.5
     drift_iou: float = DRIFT_IOU
     records: list[ShadowRecord] = field(default_factory=list)
+    recorded: bool = False  # the old side is a capture's recorded answers
 
     def update(self, record: ShadowRecord) -> None:
         self.records.append(record)
@@ -268,8 +277,9 @@ class ShadowMetric:
             agreement=agreement.compute(),
             old_latency=LatencyStats.of([r.old.seconds for r in readable if r.old.ok]),
             new_latency=LatencyStats.of([r.new.seconds for r in readable if r.new.ok]),
-            latency_pairs=np.array([(r.old.seconds, r.new.seconds) for r in answered], dtype=np.float64).reshape(-1, 2),
+            latency_pairs=np.array([(r.old.seconds, r.new.seconds) for r in answered if not self.recorded], dtype=np.float64).reshape(-1, 2),
             drift_iou=self.drift_iou,
+            recorded=self.recorded,
         )
 
 
@@ -304,7 +314,7 @@ def run_shadow(
     on_record=None,
 ) -> ShadowRun:
     """:func:`replay` to the end and summarise; ``on_record(record)`` is called as each image finishes."""
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou)
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers))
     started = time.perf_counter()
     for record in replay(inputs, old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers, warm_up=warm_up,
                          alternate=alternate):

@@ -10,6 +10,11 @@ from mldeploy.errors import UsageError
 from mldeploy.models.registry import DEFAULT_MODEL
 
 
+#: When the live shadow runs: ``idle`` only while no prediction request is open (its process paused
+#: otherwise), ``always`` at once, beside the live requests (for spare cores or an accelerator).
+SHADOW_MODES = ("idle", "always")
+
+
 @dataclass
 class ServerConfig:
     """Everything ``create_app`` needs. ``models`` are model names; the first is ``/predict``'s."""
@@ -23,8 +28,10 @@ class ServerConfig:
     admin_token: str | None = field(default_factory=lambda: os.environ.get("MLDEPLOY_ADMIN_TOKEN") or None)
     shadow: dict[str, str] = field(default_factory=dict)  # model -> version, set at start-up
     canary: dict[str, tuple[str, float]] = field(default_factory=dict)  # model -> (version, weight %)
-    shadow_queue: int = 64
-    shadow_memory_bytes: int = 256 * 1024 * 1024  # decoded images waiting for the shadow, at most
+    capture_dir: Path | None = None  # keep captured requests here (off by default: they are users' data)
+    capture_rate: float = 1.0  # share of requests captured
+    capture_max_bytes: int = 1024 * 1024 * 1024  # the capture's byte budget (oldest evicted first)
+    shadow_mode: str = "idle"  # idle: the shadow runs only while no request is open; always: at once
     max_pixels: int = 25_000_000  # an upload's pixel limit (a 24 MP camera photo passes), checked before decoding
     request_timeout: float = 30.0  # seconds a model may take to answer one request
     header_timeout: float = 10.0  # seconds a client may take to send its request line and headers
@@ -43,9 +50,13 @@ class ServerConfig:
             raise UsageError("--max-upload-mb must be positive")
         for flag, value in (("--max-megapixels", self.max_pixels), ("--request-timeout", self.request_timeout),
                             ("--header-timeout", self.header_timeout), ("--body-timeout", self.body_timeout),
-                            ("--shadow-memory-mb", self.shadow_memory_bytes)):
+                            ("--capture-max-mb", self.capture_max_bytes)):
             if value <= 0:
                 raise UsageError(f"{flag} must be positive")
+        if not 0 <= self.capture_rate <= 1:
+            raise UsageError(f"--capture-rate {self.capture_rate:g}: must be a share from 0 to 1 (0.1 captures one request in ten)")
+        if self.shadow_mode not in SHADOW_MODES:
+            raise UsageError(f"--shadow-mode {self.shadow_mode!r}: choose {' or '.join(SHADOW_MODES)}")
 
     @property
     def default_model(self) -> str:

@@ -3,7 +3,8 @@
 - :mod:`.routing`: the plans (which version is live, shadow, canary) and the watcher that keeps them
   in step with the state store;
 - :meth:`Deployments.detect`: one request, dispatched by its plan;
-- :mod:`.shadow.mirror`: the live shadow's queue, worker, child process and counters;
+- :mod:`.capture`: which answered requests are kept, and where (the live shadow's work list);
+- :mod:`.shadow.mirror`: the live shadow's worker, child process and counters;
 - :mod:`.canary_guard`: the live gates on a canary's requests, and its automatic rollback.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -21,12 +23,25 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.pipeline import run_detector
 from mldeploy.project import Project
 from mldeploy.server.canary_guard import CanaryGuard
+from mldeploy.server.capture import Capturer
 from mldeploy.server.config import ServerConfig
 from mldeploy.server.metrics import Metrics
 from mldeploy.server.routing import Plan, RoutingTable
-from mldeploy.server.shadow.mirror import ShadowJob, ShadowMirror
+from mldeploy.server.shadow.mirror import ShadowMirror
 
 log = logging.getLogger("mldeploy.server")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request: which version answered by which route, its boxes, and the shadow it is for."""
+
+    model: str
+    spec: ModelSpec
+    route: str
+    detections: Detections
+    seconds: float
+    shadow: str | None = None  # the shadow version waiting for this request (a live answer only)
 
 
 class Deployments:
@@ -37,7 +52,8 @@ class Deployments:
         self.metrics = metrics
         self.project = Project(state_dir=config.state_dir, config_path=config.config_path)
         self.routing = RoutingTable(self.project, config.models, on_change=self._publish)
-        self.mirror = ShadowMirror(metrics, self.project.store, config.shadow_queue, config.shadow_memory_bytes)
+        self.capturer: Capturer | None = None  # opened by start()
+        self.mirror: ShadowMirror | None = None
         self._condition: str | None = None  # what is wrong with the state store now (logged once per change)
         self.guard = CanaryGuard(config.canary_bounds, config.canary_min_requests, self._roll_back_canary)
         self._stop = threading.Event()
@@ -60,6 +76,11 @@ class Deployments:
             set_route(self.project, name, shadow=version, reason=f"mldeploy serve --shadow {name}={version}")
         for name, (version, weight) in self.config.canary.items():
             set_route(self.project, name, canary=version, weight=weight, reason=f"mldeploy serve --canary {name}={version}:{weight:g}")
+        self.capturer = Capturer(self.config, self.metrics, on_shadow_counts=lambda *key, **counts: self.mirror.count(*key, **counts))
+        if self.capturer.persistent:
+            log.info("capturing %s of requests into %s (at most %g MiB; oldest evicted first)", f"{self.config.capture_rate:.0%}",
+                     self.capturer.folder, self.config.capture_max_bytes / 1048576)
+        self.mirror = ShadowMirror(self.metrics, self.project.store, self.capturer, self._shadows, self.config.shadow_mode, self.config.max_pixels)
         self.mirror.start()
         self.refresh(force=True)
         self._watcher = threading.Thread(target=self._watch, name="mldeploy-watch", daemon=True)
@@ -71,7 +92,10 @@ class Deployments:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
-        self.mirror.stop()
+        if self.mirror is not None:
+            self.mirror.stop()
+        if self.capturer is not None:
+            self.capturer.close()
 
     def refresh(self, force: bool = False) -> bool:
         return self.routing.refresh(force)
@@ -111,8 +135,11 @@ class Deployments:
         """Around each prediction request (see :meth:`ShadowMirror.serving`)."""
         return self.mirror.serving()
 
-    def detect(self, name: str, image: np.ndarray, client_id: str) -> tuple[ModelSpec, str, Detections, float]:
-        """Answer one request (called on a worker thread): pick the version, run it, queue the shadow."""
+    def _shadows(self) -> dict[str, tuple[ModelSpec, ModelSpec]]:
+        return {name: (plan.live, plan.shadow) for name, plan in self.plans.items() if plan.shadow is not None}
+
+    def detect(self, name: str, image: np.ndarray, client_id: str) -> Served:
+        """Answer one request (called on a worker thread): pick the version and run it."""
         plan = self.plans[name]
         spec, route = plan.choose(client_id)
         try:
@@ -124,14 +151,25 @@ class Deployments:
         self.metrics.inference.labels(name, spec.version, route).observe(seconds)
         if route == "canary":
             self.guard.observe(name, spec.version, seconds)
-        elif plan.shadow is not None:
-            self.mirror.submit(ShadowJob(name, spec, plan.shadow, image, detections))
-        return spec, route, detections, seconds
+        shadow = plan.shadow.version if plan.shadow is not None and route == "live" else None
+        return Served(name, spec, route, detections, seconds, shadow)
+
+    def capture_task(self, served: Served, data: bytes) -> Callable[[], None] | None:
+        """What to run after the response (a background task) to capture this request, or None."""
+        capturer = self.capturer
+        if capturer is None or not capturer.wants(served.model, served.shadow):
+            return None
+        return lambda: capturer.capture(data, served.model, served.spec.version, served.route, served.detections, served.seconds, served.shadow)
 
     def shadow_stats(self, name: str) -> list[dict]:
-        """The shadow counters recorded for a model, including those not yet written."""
+        """The shadow counters recorded for a model, including those not yet written, each with the
+        requests still waiting in this server's capture (``pending``)."""
         self.mirror.flush()
-        return self.project.store().shadow_stats(name)
+        pending = self.capturer.store.pending(name)
+        rows = self.project.store().shadow_stats(name)
+        for row in rows:
+            row["pending"] = pending.get((name, row["live_version"], row["shadow_version"]), 0)
+        return rows
 
     # -- canary guard ----------------------------------------------------------------------------
     def _roll_back_canary(self, model: str, version: str, reason: str) -> None:

@@ -19,9 +19,13 @@ class Metrics:
                                    buckets=_LATENCY_BUCKETS, registry=r)
         self.shadow_results = Counter("mldeploy_shadow_comparisons", "Shadow comparisons by result (agree, disagree, error)",
                                       ["model", "live", "shadow", "result"], registry=r)
-        self.shadow_dropped = Counter("mldeploy_shadow_dropped", "Shadow jobs dropped because the queue was full", ["model"], registry=r)
-        self.shadow_queue = Gauge("mldeploy_shadow_queue_depth", "Shadow jobs waiting", registry=r)
-        self.shadow_queue_bytes = Gauge("mldeploy_shadow_queue_bytes", "Memory the decoded images waiting for the shadow take", registry=r)
+        self.shadow_pending = Gauge("mldeploy_shadow_pending", "Captured requests waiting for the shadow", ["model", "shadow"], registry=r)
+        self.captured = Counter("mldeploy_captured", "Requests captured (with their live answer)", ["model"], registry=r)
+        self.capture_evicted = Counter("mldeploy_capture_evicted", "Captured requests evicted by the byte budget before the shadow ran",
+                                       ["model"], registry=r)
+        self.capture_failed = Counter("mldeploy_capture_failed", "Requests that could not be captured (folder full, read-only, gone)",
+                                      ["model"], registry=r)
+        self.capture_bytes = Gauge("mldeploy_capture_bytes", "Bytes the captured images take", registry=r)
         self.live = Gauge("mldeploy_live_version", "1 for the live version of each served model", ["model", "version"], registry=r)
         self.canary_weight = Gauge("mldeploy_canary_weight_percent", "Share of requests routed to the canary", ["model", "version"], registry=r)
         self.rollbacks = Counter("mldeploy_canary_rollbacks", "Automatic canary rollbacks", ["model", "version"], registry=r)

@@ -80,8 +80,8 @@ async def _reject(send, error) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_image_upload(file: UploadFile, max_pixels: int | None = None) -> np.ndarray:
-    """The uploaded image as BGR, after checking its name and its content.
+async def read_image_upload(file: UploadFile, max_pixels: int | None = None) -> tuple[np.ndarray, bytes]:
+    """The uploaded image as BGR, and its bytes as sent, after checking its name and its content.
 
     A name without an extension (``blob``, what browsers and many clients send for an in-memory file)
     is judged by its content alone; a name with a non-image extension (``notes.txt``) is refused.
@@ -100,4 +100,4 @@ async def read_image_upload(file: UploadFile, max_pixels: int | None = None) -> 
     data = await file.read()
     if not data:
         raise InvalidImageError("the uploaded file is empty")
-    return await run_in_threadpool(decode_image, data, max_pixels)
+    return await run_in_threadpool(decode_image, data, max_pixels), data

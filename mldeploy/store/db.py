@@ -19,7 +19,7 @@ from mldeploy.store import pins, releases, routes, shadow_stats
 DB_NAME = "state.db"
 
 #: Schema version -> the statements that bring the version before it to it.
-MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4}
+MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4, 5: shadow_stats.SCHEMA_V5}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

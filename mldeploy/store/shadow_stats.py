@@ -1,7 +1,8 @@
 """The counters a running server's live shadow accumulates, per model and live/shadow pair.
 
 The agreement columns are :class:`~mldeploy.compare.AgreementCounts`' row (that type converts to and
-from it); ``requests``, ``errors`` and ``dropped`` say how much of the traffic the shadow saw.
+from it); ``captured``, ``requests`` (compared + errors), ``errors`` and ``evicted`` say how much of the
+traffic the shadow saw. ``dropped`` counts the jobs an older server's in-memory queue dropped.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ SCHEMA_V4 = """
 ALTER TABLE shadow_stats ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
 """
 
+# Version 5: the live shadow drains a capture: requests captured for it, and those evicted before it ran.
+SCHEMA_V5 = """
+ALTER TABLE shadow_stats ADD COLUMN captured INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shadow_stats ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: Columns a server adds to: the agreement counts and the coverage of the traffic.
-COVERAGE = ("requests", "errors", "dropped")
+COVERAGE = ("requests", "errors", "dropped", "captured", "evicted")
 SHADOW_COUNTERS = tuple(AgreementCounts.ROW_COLUMNS.values()) + COVERAGE
 
 

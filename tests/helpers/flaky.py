@@ -12,3 +12,13 @@ class FlakyDetector(CaffeSSDDetector):
         if image.shape[1] > 520:
             raise RuntimeError("planted fault: out of memory")
         return super()._predict(image, conf)
+
+
+class SleepyDetector(CaffeSSDDetector):
+    """faces@v1's network and answers, 0.3 s slower per image: a shadow that falls behind the traffic."""
+
+    def _predict(self, image, conf):
+        import time
+
+        time.sleep(0.3)
+        return super()._predict(image, conf)

@@ -19,11 +19,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, cwd, args, env):
+    def __init__(self, cwd, args, env, wrap=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(cwd / f"server-{self.port}.log", "w+")
         command = [sys.executable, "-m", "mldeploy", "serve", "--port", str(self.port), "--log-level", "warning", *args]
+        command = wrap(command) if wrap is not None else command
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 120
@@ -62,11 +63,11 @@ class Server:
 
 @pytest.fixture
 def serve(project_dir):
-    """``serve(*args, **env)`` starts a server in the project folder; every one is stopped at the end."""
+    """``serve(*args, wrap=None, **env)`` starts a server (``wrap(command)`` may prefix its command) in the project folder; every one is stopped at the end."""
     started = []
 
-    def start(*args, **env):
-        server = Server(project_dir, [str(a) for a in args], subprocess_env(**env))
+    def start(*args, wrap=None, **env):
+        server = Server(project_dir, [str(a) for a in args], subprocess_env(**env), wrap)
         started.append(server)
         return server
 

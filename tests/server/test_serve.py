@@ -33,7 +33,7 @@ def test_predict_count_and_info_endpoints(serve, project_dir):
     assert server.client.get("/readyz").json()["models"] == {"faces": "faces@v1", "people": "people@hog"}
     metrics = server.client.get("/metrics").text
     assert 'mldeploy_requests_total{model="faces",route="live",status="200",version="v1"} 4.0' in metrics
-    assert "mldeploy_request_seconds_bucket" in metrics and "mldeploy_shadow_dropped_total" not in metrics.split("# TYPE")[0]
+    assert "mldeploy_request_seconds_bucket" in metrics and "mldeploy_capture_failed_total" not in metrics.split("# TYPE")[0]
 
 
 @pytest.mark.parametrize(

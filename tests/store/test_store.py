@@ -185,7 +185,7 @@ def test_a_store_opens_from_a_location(tmp_path):
         open_store("postgresql://localhost/mldeploy")
 
 
-def test_a_schema_3_file_gains_the_drift_column_and_keeps_its_counters(tmp_path):
+def test_a_schema_3_file_gains_the_drift_and_coverage_columns_and_keeps_its_counters(tmp_path):
     from mldeploy.store import db as state_module, pins, releases, routes, shadow_stats
 
     store = StateStore(tmp_path)
@@ -196,7 +196,7 @@ def test_a_schema_3_file_gains_the_drift_column_and_keeps_its_counters(tmp_path)
     db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
-    store.add_shadow_stats("faces", "v1", "v2", {"compared": 1, "drifted": 2})
+    store.add_shadow_stats("faces", "v1", "v2", {"compared": 1, "drifted": 2, "captured": 3, "evicted": 1})
     (row,) = store.shadow_stats("faces")
-    assert (row["compared"], row["matched"], row["drifted"]) == (5, 7, 2)
-    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION == 4
+    assert (row["compared"], row["matched"], row["drifted"], row["captured"], row["evicted"]) == (5, 7, 2, 3, 1)
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION == 5

@@ -31,7 +31,8 @@ async def models(request: Request):
 
 @router.get("/models/{name}/shadow", responses=errors(404))
 async def shadow_summary(request: Request, name: str = Depends(served_model)):
-    """Shadow comparisons recorded for this model (in the state store), per live/shadow pair."""
+    """Shadow comparisons recorded for this model (in the state store), per live/shadow pair, with the
+    coverage of the traffic: requests captured for the shadow, compared, errors, still pending, evicted."""
     deployments = request.app.state.deployments
     rows = await run_in_threadpool(deployments.shadow_stats, name)
     pairs = []
@@ -39,7 +40,8 @@ async def shadow_summary(request: Request, name: str = Depends(served_model)):
         counts = AgreementCounts.from_row(row)
         pairs.append({
             "live": f"{name}@{row['live_version']}", "shadow": f"{name}@{row['shadow_version']}",
-            "requests": row["requests"], "compared": counts.images, "errors": row["errors"], "dropped": row["dropped"],
+            "captured": row["captured"], "compared": counts.images, "errors": row["errors"], "pending": row["pending"],
+            "evicted": row["evicted"], "coverage": counts.images / row["captured"] if row["captured"] else None,
             "disagreeing": counts.disagreeing_images, "disagreement": counts.disagreement,
             "precision": counts.precision, "recall": counts.recall, "mean_iou": counts.mean_iou, "drift": counts.drift,
             "boxes": {k: row[k] for k in ("old_boxes", "new_boxes", "matched", "missing", "extra", "relabelled", "drifted")},

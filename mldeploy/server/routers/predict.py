@@ -9,6 +9,7 @@ from typing import Optional
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from mldeploy.errors import InferenceTimeoutError
@@ -47,12 +48,12 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
     metrics = request.app.state.metrics
     config = request.app.state.config
     started = time.perf_counter()
-    image = await read_image_upload(file, config.max_pixels)
+    image, data = await read_image_upload(file, config.max_pixels)
     try:
-        spec, route, detections, seconds = await asyncio.wait_for(
-            run_in_threadpool(deployments.detect, name, image, client_id(request)), config.request_timeout)
+        served = await asyncio.wait_for(run_in_threadpool(deployments.detect, name, image, client_id(request)), config.request_timeout)
     except asyncio.TimeoutError:
         raise InferenceTimeoutError(f"{name} did not answer within {config.request_timeout:g} s; try a smaller image") from None
+    spec, route, detections, seconds = served.spec, served.route, served.detections, served.seconds
     headers = {"X-Model": name, "X-Model-Version": spec.ref, "X-Route": route, "X-Detections": str(len(detections)),
                "X-Inference-Ms": f"{seconds * 1000:.1f}"}
     if as_json:
@@ -67,6 +68,9 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
         response = Response(jpeg, media_type="image/jpeg", headers=headers)
     metrics.requests.labels(name, spec.version, route, "200").inc()
     metrics.latency.labels(name, spec.version).observe(time.perf_counter() - started)
+    capture = deployments.capture_task(served, data)
+    if capture is not None:  # after the response is sent: capturing never adds to the client's latency
+        response.background = BackgroundTask(capture)  # a plain function: run on a worker thread
     return response
 
 

@@ -1,29 +1,36 @@
-"""The shadow mirror: queues the live answer with its image, runs the shadow version in idle time,
-compares, and keeps the counters that ``/models/{name}/shadow`` and the state store report.
+"""The live shadow: drains the capture, runs the shadow version, compares with the live answer, counts.
 
-Shadow work is queued (bounded in jobs and in bytes: each job holds a decoded image, so a full queue,
-or one whose images would pass the memory budget, drops the job, counted) and fed by one thread to a child
-process (:class:`~mldeploy.server.shadow.runner.ShadowRunner`) that runs only while no prediction
-request is open: the live answer never waits for it, and a shadow version that raises, or even
-crashes, is counted and never seen by a client. Under sustained load the shadow sees a sample of the
-traffic, and the drops say how much it missed.
+Every request answered by a model that has a shadow is captured (:mod:`mldeploy.server.capture`) with
+its live answer, marked *pending* for that shadow. One thread here takes the oldest pending request,
+hands its encoded bytes to a child process (:class:`~mldeploy.server.shadow.runner.ShadowRunner`), which
+decodes and runs the shadow, compares the answer with the stored live one, and records the result in
+the capture and in the counters. Nothing waits in memory: under load the requests wait on disk and are
+compared when the server is idle, and only the capture's byte budget can lose one (counted as evicted).
+
+``idle`` mode (the default) starts shadow work only while no prediction request is open and freezes
+the child (SIGSTOP) whenever one arrives, so the shadow never takes CPU from a live answer. ``always``
+runs it at once, beside the live requests: for machines with cores or an accelerator to spare.
+
+A shadow that raises, hangs or crashes its process is counted and never seen by a client; a crash is
+retried once (the process may have been killed for a reason unrelated to the image) before the request
+counts as an error. A request whose shadow is no longer the model's shadow stays pending in the capture
+(``mldeploy shadow --capture`` can still replay it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Mapping
 
-import numpy as np
-
+from mldeploy.capture import COMPARED, ERROR, CaptureRecord
+from mldeploy.capture.store import MAX_ATTEMPTS
 from mldeploy.compare import AgreementCounts, match
-from mldeploy.detections import Detections
 from mldeploy.errors import MldeployError
 from mldeploy.models.base import ModelSpec
+from mldeploy.server.capture import Capturer
 from mldeploy.server.metrics import Metrics
 from mldeploy.server.shadow.runner import ShadowRunner
 from mldeploy.store.shadow_stats import COVERAGE
@@ -31,45 +38,43 @@ from mldeploy.store.shadow_stats import COVERAGE
 log = logging.getLogger("mldeploy.server")
 
 
-@dataclass
-class ShadowJob:
-    model: str
-    live: ModelSpec
-    shadow: ModelSpec
-    image: np.ndarray
-    live_detections: Detections
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.model, self.live.version, self.shadow.version)
-
-
 @dataclass(frozen=True)
 class Tally:
-    """Counters of one live/shadow pair since the last flush: agreement plus coverage (mergeable)."""
+    """Counters of one live/shadow pair since the last flush: agreement plus coverage (mergeable).
+
+    ``requests`` = compared + errors; ``captured`` requests were kept for the shadow; ``evicted`` ones
+    left the capture (its byte budget) before the shadow got to them."""
 
     agreement: AgreementCounts = AgreementCounts()
     requests: int = 0
     errors: int = 0
     dropped: int = 0
+    captured: int = 0
+    evicted: int = 0
 
     def __add__(self, other: "Tally") -> "Tally":
-        return Tally(self.agreement + other.agreement, self.requests + other.requests, self.errors + other.errors, self.dropped + other.dropped)
+        return Tally(self.agreement + other.agreement, *(getattr(self, n) + getattr(other, n) for n in COVERAGE))
 
     def to_row(self) -> dict[str, float]:
         return {**self.agreement.to_row(), **{name: getattr(self, name) for name in COVERAGE}}
 
 
 class ShadowMirror:
-    """Queue, worker thread, child process and counters of the live shadow."""
+    """The worker thread, child process and counters of the live shadow.
 
-    def __init__(self, metrics: Metrics, store_factory, queue_size: int, memory_bytes: int = 256 << 20) -> None:
+    Args:
+        shadows: ``() -> {model: (live spec, shadow spec)}`` for the models that have a shadow now.
+        mode: ``idle`` or ``always`` (see the module's docstring).
+    """
+
+    def __init__(self, metrics: Metrics, store_factory, capturer: Capturer, shadows: Callable[[], Mapping[str, tuple[ModelSpec, ModelSpec]]],
+                 mode: str = "idle", max_pixels: int | None = None) -> None:
         self.metrics = metrics
         self._store = store_factory  # () -> the state store, where counters are flushed
-        self._queue: queue.Queue[ShadowJob] = queue.Queue(maxsize=queue_size)
-        self.memory_bytes = memory_bytes
-        self.queued_bytes = 0  # decoded images in the queue
-        self._bytes_lock = threading.Lock()
+        self.capturer = capturer
+        self._shadows = shadows
+        self.mode = mode
+        self.max_pixels = max_pixels
         self._tallies: dict[tuple[str, str, str], Tally] = {}
         self._tally_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -77,6 +82,7 @@ class ShadowMirror:
         self._stop = threading.Event()
         self._runner: ShadowRunner | None = None
         self._thread: threading.Thread | None = None
+        self.busy = False  # a request is with the shadow now
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._work, name="mldeploy-shadow", daemon=True)
@@ -84,6 +90,7 @@ class ShadowMirror:
 
     def stop(self) -> None:
         self._stop.set()
+        self.capturer.pending_signal.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._runner is not None:
@@ -92,8 +99,11 @@ class ShadowMirror:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
-        """Around each prediction request, upload to answer: while any is open, shadow work waits and
-        the shadow process is paused, so shadowing never takes CPU from a live answer."""
+        """Around each prediction request, upload to answer: in ``idle`` mode, while any is open, shadow
+        work waits and the shadow process is paused, so shadowing never takes CPU from a live answer."""
+        if self.mode != "idle":
+            yield
+            return
         with self._idle:
             self._in_flight += 1
             if self._in_flight == 1 and self._runner is not None:
@@ -108,21 +118,18 @@ class ShadowMirror:
                         self._runner.resume()
                     self._idle.notify_all()
 
-    def submit(self, job: ShadowJob) -> None:
-        size = job.image.nbytes
-        with self._bytes_lock:
-            fits = self.queued_bytes + size <= self.memory_bytes
-            if fits:
-                try:
-                    self._queue.put_nowait(job)
-                    self.queued_bytes += size
-                except queue.Full:
-                    fits = False
-        if not fits:
-            self.metrics.shadow_dropped.labels(job.model).inc()
-            self._count(job.key, Tally(dropped=1))
-        self.metrics.shadow_queue.set(self._queue.qsize())
-        self.metrics.shadow_queue_bytes.set(self.queued_bytes)
+    def count(self, model: str, live: str, shadow: str, **counts: int) -> None:
+        """Coverage counters from the capture (``captured=``, ``evicted=``)."""
+        self._count((model, live, shadow), Tally(**counts))
+
+    # -- the worker ------------------------------------------------------------------------------
+    def _next(self) -> tuple[CaptureRecord, ModelSpec] | None:
+        """The oldest request waiting for one of the current shadows (round robin over models)."""
+        for model, (live, shadow) in self._shadows().items():
+            record = self.capturer.store.next_pending(model, shadow.version)
+            if record is not None:
+                return record, shadow
+        return None
 
     def _work(self) -> None:
         # The child process is started (and restarted) from this thread, which lives as long as the
@@ -130,40 +137,63 @@ class ShadowMirror:
         self._runner = ShadowRunner()
         while not self._stop.is_set():
             try:
-                job = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            with self._bytes_lock:
-                self.queued_bytes -= job.image.nbytes
-            self.metrics.shadow_queue.set(self._queue.qsize())
-            self.metrics.shadow_queue_bytes.set(self.queued_bytes)
-            with self._idle:  # start shadow work only between live requests; under load the queue fills and drops
-                while self._in_flight and not self._stop.is_set():
-                    self._idle.wait(0.5)
-            try:
-                self._run(job)
-            except Exception:  # never let the shadow thread die
-                log.exception("shadow job failed")
-            finally:
-                self._queue.task_done()
+                if self.mode == "idle":
+                    with self._idle:  # start shadow work only between live requests
+                        while self._in_flight and not self._stop.is_set():
+                            self._idle.wait(0.5)
+                job = self._next()
+                self._publish_pending()
+                if job is None:
+                    self.capturer.pending_signal.wait(0.5)
+                    self.capturer.pending_signal.clear()
+                    continue
+                self._run(*job)
+            except Exception:  # never let the shadow thread die (a capture folder deleted, a locked index)
+                log.exception("shadow worker")
+                self._stop.wait(1.0)
 
-    def _run(self, job: ShadowJob) -> None:
-        labels = job.key
+    def _publish_pending(self) -> None:
+        waiting: dict[tuple[str, str], int] = {(model, shadow.version): 0 for model, (_live, shadow) in self._shadows().items()}
+        for (model, _live, shadow), n in self.capturer.store.pending().items():
+            waiting[(model, shadow)] = waiting.get((model, shadow), 0) + n
+        self.metrics.shadow_pending.clear()
+        for (model, shadow), n in waiting.items():
+            self.metrics.shadow_pending.labels(model, shadow).set(n)
+
+    def _run(self, record: CaptureRecord, shadow: ModelSpec) -> None:
+        key = (record.model, record.version, shadow.version)
+        labels = key
+        store = self.capturer.store
         try:
-            answer = self._runner.run(job.shadow, job.image)
+            data = store.read_blob(record)
+        except OSError as exc:  # pruned or deleted meanwhile
+            if store.settle(record.id, ERROR, f"captured image unreadable: {exc.strerror or exc}"):
+                self._count(key, Tally(requests=1, errors=1))
+            return
+        self.busy = True
+        try:
+            answer = self._runner.run(shadow, data, self.max_pixels)
         except MldeployError as exc:  # the shadow process crashed or hung; a new one is running
+            if store.attempt(record.id) < MAX_ATTEMPTS:
+                log.warning("shadow %s: %s; request #%d is tried again", shadow.ref, exc, record.id)
+                return
             answer, error = None, str(exc)
         else:
             error = answer.error
+        finally:
+            self.busy = False
         if error is not None:
-            log.warning("shadow %s failed: %s", job.shadow.ref, error)
-            self.metrics.shadow_results.labels(*labels, "error").inc()
-            self._count(job.key, Tally(requests=1, errors=1))
+            log.warning("shadow %s failed on captured request #%d: %s", shadow.ref, record.id, error)
+            if store.settle(record.id, ERROR, error):
+                self.metrics.shadow_results.labels(*labels, "error").inc()
+                self._count(key, Tally(requests=1, errors=1))
             return
-        self.metrics.inference.labels(job.model, job.shadow.version, "shadow").observe(answer.seconds)
-        comparison = match(job.live_detections, answer.detections)
-        self.metrics.shadow_results.labels(*labels, "agree" if comparison.agrees else "disagree").inc()
-        self._count(job.key, Tally(AgreementCounts.of(comparison), requests=1))
+        self.metrics.inference.labels(record.model, shadow.version, "shadow").observe(answer.seconds)
+        comparison = match(record.answer, answer.detections)
+        counts = AgreementCounts.of(comparison)
+        if store.settle(record.id, COMPARED, counts.to_row()):
+            self.metrics.shadow_results.labels(*labels, "agree" if comparison.agrees else "disagree").inc()
+            self._count(key, Tally(counts, requests=1))
 
     def _count(self, key: tuple[str, str, str], tally: Tally) -> None:
         with self._tally_lock:

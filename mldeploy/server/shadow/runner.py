@@ -6,11 +6,13 @@ shadow of the same network added about 50% to the live p50 on two cores. A child
 ``nice 19`` still added 39% (the two vCPUs share one physical core, so whatever the child runs slows
 the live thread beside it). So the child is also *paused* (SIGSTOP) while any live forward pass runs
 and resumed (SIGCONT) when none does: the shadow gets exactly the idle time, and when that is not
-enough, the bounded queue in front of it drops jobs (counted). A separate process also keeps a shadow
+enough, the requests wait in the capture (the byte budget decides how long). A separate process also keeps a shadow
 that crashes (a segfault in a native library) away from the live answers.
 
-The child is started with ``spawn`` (forking a process that already runs threads is unsafe); each job
-carries the version's spec, so the child loads exactly what the parent would, once, and keeps it.
+With ``--shadow-mode always`` the child is never paused: for machines with cores (or an accelerator)
+to spare. The child is started with ``spawn`` (forking a process that already runs threads is unsafe);
+each job carries the version's spec and the upload's encoded bytes, so the child loads exactly what the
+parent would, once, and decodes the image itself.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass
-
-import numpy as np
 
 from mldeploy.detections import Detections
 from mldeploy.errors import InferenceError, MldeployError
@@ -56,6 +56,7 @@ def _die_with(parent: int) -> None:  # pragma: no cover - runs in the child proc
 def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in the child process
     _die_with(parent)
     os.nice(19)
+    from mldeploy.images import decode_image
     from mldeploy.models import load_detector
     from mldeploy.pipeline import run_detector
 
@@ -66,8 +67,9 @@ def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in th
             return
         if job is None:
             return
-        spec, image = job
+        spec, data, max_pixels = job
         try:
+            image = decode_image(data, max_pixels)  # here, not in the server: decoding is shadow work too
             detections, seconds = run_detector(load_detector(spec), image)
             answers.put(((detections.xyxy, detections.confidence, detections.class_id, detections.label, detections.image_size), seconds, None))
         except MldeployError as exc:
@@ -94,10 +96,11 @@ class ShadowRunner:
         self._process = self._context.Process(target=_child, args=(self._jobs, self._answers, os.getpid()), name="mldeploy-shadow", daemon=True)
         self._process.start()
 
-    def run(self, spec: ModelSpec, image: np.ndarray) -> ShadowAnswer:
+    def run(self, spec: ModelSpec, data: bytes, max_pixels: int | None = None) -> ShadowAnswer:
+        """Run ``spec`` on the encoded image ``data`` in the child (which decodes it)."""
         if not self._process.is_alive():
             self.start()
-        self._jobs.put((spec, image))
+        self._jobs.put((spec, data, max_pixels))
         self._busy = True
         running = 0.0  # seconds the child was allowed to run: time paused does not count
         try:

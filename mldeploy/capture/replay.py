@@ -1,0 +1,69 @@
+"""A capture as the input of a rehearsal: its requests as images, and its stored answers as the reference.
+
+``mldeploy shadow --capture DIR --new v3`` compares a new version with what the live version actually
+answered: each captured request becomes a :class:`CapturedInput` (its blob, named by number and digest,
+never by a client's file name), and the old side is :class:`RecordedAnswers`, which runs nothing and
+returns the stored answer. The old version need not be installed, or even exist, here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from mldeploy.capture.store import CaptureRecord, CaptureStore
+from mldeploy.errors import UsageError
+from mldeploy.models.base import Detector, ModelSpec
+from mldeploy.pipeline import ImageInput
+
+
+@dataclass(frozen=True)
+class CapturedInput(ImageInput):
+    """One captured request, as an image to replay; ``record`` has the live answer."""
+
+    record: CaptureRecord = None  # type: ignore[assignment]
+
+
+class RecordedAnswers(Detector):
+    """The reference side of a capture replay: the answers the server gave (see :func:`_run` in the
+    shadow engine, which reads them from each :class:`CapturedInput`). Nothing is loaded or run."""
+
+    def _predict(self, image, conf):  # pragma: no cover - never called: the engine reads the record
+        raise TypeError("recorded answers are read from the captured request, not computed")
+
+
+def captured_inputs(folder: Path, model: str, version: str | None) -> tuple[str, list[CapturedInput]]:
+    """The requests of ``model`` that ``version`` answered (default: the only version in the capture that
+    answered ``model``), oldest first, and that version.
+
+    Raises:
+        CaptureError: not a capture folder (or unreadable).
+        UsageError: no request of ``model``, or several versions answered it and none was chosen.
+    """
+    store = CaptureStore(folder, write=False)
+    try:
+        everything = store.records()
+    finally:
+        store.close()
+    records = [r for r in everything if r.model == model]
+    versions = Counter(r.version for r in records)
+    if not versions:
+        models = Counter(r.model for r in everything)
+        held = f"it holds {', '.join(f'{m} ({n})' for m, n in models.most_common())}; choose --model" if models else "it is empty"
+        raise UsageError(f"capture {folder} has no request of {model}: {held}")
+    if version is None:
+        if len(versions) > 1:
+            listed = ", ".join(f"{v} ({n} requests)" for v, n in versions.most_common())
+            raise UsageError(f"capture {folder} holds answers of several {model} versions: {listed}; choose one with --old")
+        version = next(iter(versions))
+    elif version not in versions:
+        listed = ", ".join(f"{v} ({n})" for v, n in versions.most_common())
+        raise UsageError(f"capture {folder} has no answer of {model}@{version}; it has {listed}")
+    root = Path(folder) / "blobs"
+    return version, [CapturedInput(r.path, r.name, root, r) for r in records if r.version == version]
+
+
+def recorded_spec(model: str, version: str, known: ModelSpec | None) -> ModelSpec:
+    """The reference's spec: the registry's when this machine knows the version, else a bare one."""
+    return known if known is not None else ModelSpec(model, version, "recorded", ())

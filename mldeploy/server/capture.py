@@ -1,0 +1,106 @@
+"""The server's side of a capture: which requests to keep, writing them after the answer, and saying
+(once) when the folder stops taking them.
+
+A request is captured after its response went out (a Starlette background task), so capturing never
+adds to the client's latency. With ``--capture DIR`` a share of every served model's requests is kept
+there. Without it, a live shadow still needs its requests: they go to a private temporary capture
+(``0700``, removed when the server stops) with the same byte budget, so the shadow works on every
+request it is given and nothing of it is held in memory.
+
+A capture that cannot be written (the disk is full, the folder became read-only or was deleted) is
+logged once, counted in ``mldeploy_capture_failed``, and retried on the next request; the live answer
+was already sent and never fails for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import tempfile
+import threading
+from pathlib import Path
+
+from mldeploy.capture import CaptureStore
+from mldeploy.detections import Detections
+from mldeploy.server.config import ServerConfig
+from mldeploy.server.metrics import Metrics
+
+log = logging.getLogger("mldeploy.server")
+
+
+class Capturer:
+    """Decides, writes and counts captures; :attr:`store` is what the live shadow drains."""
+
+    def __init__(self, config: ServerConfig, metrics: Metrics, on_shadow_counts=None) -> None:
+        self.metrics = metrics
+        self.rate = config.capture_rate if config.capture_dir is not None else 0.0
+        self.persistent = config.capture_dir is not None
+        self._temporary: Path | None = None
+        if config.capture_dir is not None:
+            self.store = CaptureStore(config.capture_dir, config.capture_max_bytes)
+        else:
+            self._temporary = Path(tempfile.mkdtemp(prefix="mldeploy-shadow-"))  # 0700
+            self.store = CaptureStore(self._temporary / "capture", config.capture_max_bytes)
+        # (model, live, shadow, captured=, evicted=) -> None: requests captured for a shadow, and those it lost to the budget
+        self.on_shadow_counts = on_shadow_counts
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self.pending_signal = threading.Event()  # set when a request for a shadow was captured
+
+    @property
+    def folder(self) -> Path:
+        return self.store.folder
+
+    def wants(self, model: str, shadow: str | None) -> bool:
+        """Capture this request? Every one a shadow is waiting for; else the configured share, spread
+        evenly (request n is kept when n x rate passes a whole number: 0.25 keeps every fourth)."""
+        with self._lock:
+            n = self._seen.get(model, 0)
+            self._seen[model] = n + 1
+        if self.rate <= 0:
+            return shadow is not None
+        sampled = int((n + 1) * self.rate) > int(n * self.rate)
+        return sampled or (shadow is not None and not self.persistent)
+
+    def capture(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> None:
+        """Write one request (called after the response, on a worker thread); never raises."""
+        try:
+            added = self.store.add(data, model, version, route, answer, seconds, shadow)
+        except (OSError, sqlite3.Error) as exc:
+            self.metrics.capture_failed.labels(model).inc()
+            self._report(f"cannot write to capture folder {self.folder}: {getattr(exc, 'strerror', None) or exc}; "
+                         "requests are answered but not captured (the live shadow misses them)")
+            return
+        except Exception:  # a capture must never take the server down
+            self.metrics.capture_failed.labels(model).inc()
+            log.exception("capture failed")
+            return
+        self._report(None)
+        self.metrics.captured.labels(model).inc()
+        self.metrics.capture_bytes.set(added.used_bytes)
+        counts = self.on_shadow_counts or (lambda *key, **counts: None)
+        if shadow is not None:
+            counts(model, version, shadow, captured=1)
+        for (m, live, shadow_version), n in added.evicted_pending.items():
+            self.metrics.capture_evicted.labels(m).inc(n)
+            counts(m, live, shadow_version, evicted=n)
+        if added.id is not None and shadow is not None:
+            self.pending_signal.set()
+
+    def _report(self, problem: str | None) -> None:
+        """Log the folder's condition when it changes, not on every request."""
+        with self._lock:
+            if problem == self._problem:
+                return
+            before, self._problem = self._problem, problem
+        if problem is not None:
+            log.error("capture: %s", problem)
+        elif before is not None:
+            log.warning("capture: writing to %s again", self.folder)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
