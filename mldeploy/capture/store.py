@@ -328,9 +328,14 @@ class CaptureStore:
     # -- the shadow's queue ----------------------------------------------------------------------
     def next_pending(self, model: str, shadow: str, after: int = 0) -> CaptureRecord | None:
         """The oldest request captured for ``shadow`` that it has not answered yet."""
+        found = self.pending_records(model, shadow, 1, after)
+        return found[0] if found else None
+
+    def pending_records(self, model: str, shadow: str, limit: int, after: int = 0) -> list[CaptureRecord]:
+        """Up to ``limit`` of the oldest requests captured for ``shadow`` that it has not answered yet."""
         rows = self._query(f"SELECT {_COLUMNS} FROM captures c JOIN blobs b USING (sha256) WHERE c.shadow_state = ? AND c.model = ? "
-                           "AND c.shadow = ? AND c.id > ? ORDER BY c.id LIMIT 1", (PENDING, model, shadow, after))
-        return self._record(rows[0]) if rows else None
+                           "AND c.shadow = ? AND c.id > ? ORDER BY c.id LIMIT ?", (PENDING, model, shadow, after, int(limit)))
+        return [self._record(row) for row in rows]
 
     def pending(self, model: str | None = None) -> dict[tuple[str, str, str], int]:
         """Requests waiting for their shadow, by (model, live version, shadow version)."""

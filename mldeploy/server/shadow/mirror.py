@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -36,6 +37,9 @@ from mldeploy.server.shadow.runner import ShadowRunner
 from mldeploy.store.shadow_stats import COVERAGE
 
 log = logging.getLogger("mldeploy.server")
+
+#: Pending requests read from the capture at once (one query per batch, not per request).
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -123,34 +127,44 @@ class ShadowMirror:
         self._count((model, live, shadow), Tally(**counts))
 
     # -- the worker ------------------------------------------------------------------------------
-    def _next(self) -> tuple[CaptureRecord, ModelSpec] | None:
-        """The oldest request waiting for one of the current shadows (round robin over models)."""
+    def _next(self) -> tuple[list[CaptureRecord], ModelSpec] | None:
+        """A batch of the oldest requests waiting for one of the current shadows (one query per batch)."""
         for model, (live, shadow) in self._shadows().items():
-            record = self.capturer.store.next_pending(model, shadow.version)
-            if record is not None:
-                return record, shadow
+            records = self.capturer.store.pending_records(model, shadow.version, BATCH)
+            if records:
+                return records, shadow
         return None
 
     def _work(self) -> None:
         # The child process is started (and restarted) from this thread, which lives as long as the
         # mirror: the child's parent-death signal follows the thread that started it.
         self._runner = ShadowRunner()
+        published = 0.0
         while not self._stop.is_set():
             try:
-                if self.mode == "idle":
-                    with self._idle:  # start shadow work only between live requests
-                        while self._in_flight and not self._stop.is_set():
-                            self._idle.wait(0.5)
+                if time.monotonic() - published > 0.5:
+                    self._publish_pending()
+                    published = time.monotonic()
                 job = self._next()
-                self._publish_pending()
                 if job is None:
                     self.capturer.pending_signal.wait(0.5)
                     self.capturer.pending_signal.clear()
                     continue
-                self._run(*job)
+                records, shadow = job
+                for record in records:
+                    if self._stop.is_set() or self._shadows().get(record.model, (None, None))[1] != shadow:
+                        break  # stopping, or the routing changed: take the next batch afresh
+                    self._wait_for_idle()
+                    self._run(record, shadow)
             except Exception:  # never let the shadow thread die (a capture folder deleted, a locked index)
                 log.exception("shadow worker")
                 self._stop.wait(1.0)
+
+    def _wait_for_idle(self) -> None:
+        if self.mode == "idle":
+            with self._idle:  # start shadow work only between live requests
+                while self._in_flight and not self._stop.is_set():
+                    self._idle.wait(0.5)
 
     def _publish_pending(self) -> None:
         waiting: dict[tuple[str, str], int] = {(model, shadow.version): 0 for model, (_live, shadow) in self._shadows().items()}
