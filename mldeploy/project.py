@@ -131,6 +131,17 @@ class Project:
             out["dir"] = Path(self.config_path).resolve().parent / out["dir"]
         return out
 
+    def label_map(self) -> dict[str, str]:
+        """``[labels.map]``: class names of ground-truth labels -> the model's (``"-"`` leaves a class out)."""
+        table = self.config.get("labels", {})
+        where = f"{self.config_path}: [labels]"
+        if not isinstance(table, dict) or set(table) - {"map"}:
+            raise ConfigError(f"{where} takes one table, map (e.g. [labels.map] person = \"face\")")
+        mapping = table.get("map", {})
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ConfigError(f"{where}.map must map label names to the model's class names (text)")
+        return dict(mapping)
+
     def gate_defaults(self) -> dict[str, float]:
         gates = self.config.get("gates", {})
         if not isinstance(gates, dict):

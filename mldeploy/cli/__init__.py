@@ -15,6 +15,7 @@ from mldeploy import __version__
 from mldeploy.cli import canary as _canary
 from mldeploy.cli import capture as _capture
 from mldeploy.cli import detect as _detect
+from mldeploy.cli import eval as _eval
 from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
 from mldeploy.cli import serve as _serve
@@ -55,6 +56,7 @@ def main_callback(
 
 
 app.command("detect", no_args_is_help=True)(_detect.detect)
+app.command("eval", no_args_is_help=True)(_eval.eval_command)
 app.add_typer(_models.app, name="models")
 app.command("shadow", no_args_is_help=True, rich_help_panel="Rollout")(_shadow.shadow)
 app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.canary)

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from mldeploy.models.registry import DEFAULT_MODEL  # noqa: F401 - the default of every --model, for the commands
-from mldeploy.rollout.gates import GATES
+from mldeploy.rollout.gates import AGREEMENT_QUALITY, GATES
 
 StateDirOption = Annotated[
     Optional[Path],
@@ -30,6 +30,15 @@ CaptureOption = Annotated[Optional[Path], typer.Option(
     "--capture", metavar="DIR", show_default=False,
     help="Replay a server's capture (serve --capture) instead of image files: the answers the live version gave are the reference, "
          "so it does not run again (latency ratio gates: not measured).")]
+LabelsOption = Annotated[Optional[Path], typer.Option(
+    "--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
+    help="Ground-truth labels: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")]
+LabelMapOption = Annotated[Optional[str], typer.Option(
+    "--label-map", metavar="TRUTH=MODEL,...", show_default=False, rich_help_panel="Ground truth",
+    help="Label class names to the model's (person=face), or a file of such lines; NAME=- leaves a class out \\[default: [labels.map]].")]
+NamesOption = Annotated[Optional[Path], typer.Option(
+    "--names", metavar="FILE", show_default=False, rich_help_panel="Ground truth",
+    help="YOLO labels: the class names, one per line (or a data.yaml) \\[default: classes.txt or data.yaml beside them].")]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
 DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,
@@ -72,6 +81,12 @@ def with_gate_options(func):
     params = [p for p in signature.parameters.values() if p.name != "gate_flags"]
     for gate in GATES.values():
         default = f" \\[default: {gate.default:g}]" if gate.default is not None else ""
+        if gate.truth_default is not None:
+            default = f" \\[default with --labels: {gate.truth_default:g}]"
+        elif gate.name in AGREEMENT_QUALITY:
+            default = f" \\[default: {gate.default:g}; none with --labels]"
+        elif gate.truth:
+            default = " (needs --labels)"
         unit = " (milliseconds)" if gate.unit == "ms" else " (a share from 0 to 1)" if gate.unit == "%" else ""
         option = typer.Option(gate.flag, show_default=False, rich_help_panel="Gates (exit 3 when one fails)",
                               help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{unit}{default}.")

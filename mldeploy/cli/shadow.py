@@ -8,7 +8,7 @@ import typer
 
 from mldeploy.cli.console import progress_bar
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, CaptureOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    DEFAULT_MODEL, CaptureOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
     project, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
@@ -21,6 +21,9 @@ def shadow(
     old: Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,
     capture: CaptureOption = None,
+    labels: LabelsOption = None,
+    label_map: LabelMapOption = None,
+    names: NamesOption = None,
     iou: IouOption = 0.5,
     drift_iou: DriftIouOption = 0.8,
     classes: ClassesOption = None,
@@ -49,7 +52,8 @@ def shadow(
     from mldeploy.rollout import rehearsal
 
     r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
-                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, capture=capture)
+                          policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, capture=capture,
+                          labels=labels, label_map=label_map, names=names)
     with progress_bar("shadow", len(r.images), progress) as advance:
         result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=advance)
     finish(result, output, report, junit, html, top)

@@ -17,7 +17,7 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.models.registry import BACKENDS, COMMON_OPTIONS, Registry, parse_ref
 
 CONFIG_NAME = "mldeploy.toml"
-SECTIONS = ("models", "gates", "capture")
+SECTIONS = ("models", "gates", "capture", "labels")
 #: Model and version names: they become URL paths (/count-NAME/) and table cells, so no markup, no slashes.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -26,9 +26,38 @@ HTML_MARKER = REPORT_MARKER
 def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_images: int = 200) -> Path:
     """A folder with ``index.html`` and ``images/``: summary, gates, per-label table, errors, and the
     disagreeing images with old and new side by side (the ``max_images`` worst of them)."""
-    from mldeploy.annotate import ComparisonAnnotator, encode_image
+    from mldeploy.annotate import ComparisonAnnotator
+
+    def build(staging: Path) -> str:
+        disagreeing = [r for r in report.records if r.comparison is not None and not r.comparison.agrees]
+        annotator = ComparisonAnnotator()
+        figures = []
+        for n, record in enumerate(most_disagreeing(report.records, max_images), 1):
+            name, error = draw(staging, n, record.item.path, lambda image: annotator.annotate(
+                image, record.comparison, (f"old: {record.old.model}", f"new: {record.new.model}")))
+            figures.append(_figure(record, name, error, report.truths))
+        return _page(report, figures, len(disagreeing))
+
+    return write_report_folder(folder, protect, build)
+
+
+def draw(staging: Path, n: int, path: Path, annotate) -> tuple[str | None, str | None]:
+    """``images/NNNN.jpg`` drawn by ``annotate(image)``: ``(its name, None)``, or ``(None, why not)`` when the
+    image changed or vanished since it was read."""
+    from mldeploy.annotate import encode_image
     from mldeploy.images import read_image
 
+    name = f"images/{n:04d}.jpg"
+    try:
+        (staging / name).write_bytes(encode_image(annotate(read_image(path)), ".jpg", 85))
+    except MldeployError as exc:
+        return None, str(exc)
+    return name, None
+
+
+def write_report_folder(folder: Path, protect: Sequence[Path], build) -> Path:
+    """Build a report folder next to ``folder`` (``build(staging)`` writes ``images/`` and returns the
+    page) and rename it into place."""
     folder = Path(folder)
     check_folder_destination(folder, protect, "--html")
     try:
@@ -40,20 +69,7 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
         readable_like_any_file(staging, folder=True)
         (staging / "images").mkdir()
         (staging / HTML_MARKER).write_text("written by mldeploy; this folder is replaced by the next report\n")
-        disagreeing = [r for r in report.records if r.comparison is not None and not r.comparison.agrees]
-        shown = most_disagreeing(report.records, max_images)
-        annotator = ComparisonAnnotator()
-        figures = []
-        for n, record in enumerate(shown, 1):
-            name = f"images/{n:04d}.jpg"
-            try:
-                picture = annotator.annotate(read_image(record.item.path), record.comparison, (f"old: {record.old.model}", f"new: {record.new.model}"))
-                (staging / name).write_bytes(encode_image(picture, ".jpg", 85))
-            except MldeployError as exc:  # the image changed or vanished since it was replayed
-                figures.append(_figure(record, None, str(exc)))
-                continue
-            figures.append(_figure(record, name, None))
-        page = _page(report, figures, len(disagreeing))
+        page = build(staging)
         (staging / "index.html").write_text(page, encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
@@ -79,13 +95,23 @@ code{background:#f4f4f4;padding:0 .25em}
 """
 
 
-def _figure(record: ShadowRecord, src: str | None, error: str | None) -> str:
+def _figure(record: ShadowRecord, src: str | None, error: str | None, truths=None) -> str:
     c = record.comparison
+    judged = ""
+    if truths is not None and record.old.ok and record.new.ok:
+        from mldeploy.report.serialize import record_truth
+
+        verdict = record_truth(record, truths)
+        if verdict is not None:
+            judged = (f'; against the labels: <span class="pass">{verdict["improvements"]} improvements</span>, '
+                      f'<span class="fail">{verdict["regressions"]} regressions</span> (old TP/FP/FN {verdict["old"]["tp"]}/{verdict["old"]["fp"]}/'
+                      f'{verdict["old"]["fn"]}, new {verdict["new"]["tp"]}/{verdict["new"]["fp"]}/{verdict["new"]["fn"]})')
     caption = (
         f"<code>{html.escape(record.source)}</code>: {len(c.missing)} missing, {len(c.extra)} extra, "
         f"{len(c.relabelled)} relabelled, {len(c.drifted)} drifted; {len(c.old)} old boxes, {len(c.new)} new"
         + (f"; mean IoU {c.mean_iou:.3f}" if c.mean_iou is not None else "")
         + (f"; <b>the new version failed</b>: {html.escape(str(record.new.error))}" if c.new_failed else "")
+        + judged
     )
     if src is None:
         return f"<figure><figcaption>{caption} (image not shown: {html.escape(error or '')})</figcaption></figure>"

@@ -137,7 +137,18 @@ def verdict_to_dict(verdict) -> dict[str, Any]:
     return {"status": verdict.status, "headline": verdict.headline, "deciding": [g.name for g in verdict.deciding]}
 
 
-def shadow_record_to_dict(record) -> dict[str, Any]:
+def evaluation_to_dict(e) -> dict[str, Any]:
+    return {
+        "model": e.model, "images": len(e.images), "tp": e.tp, "fp": e.fp, "fn": e.fn,
+        "precision": _round(e.precision), "recall": _round(e.recall), "map50": _round(e.map50, 6), "map": _round(e.map, 6),
+        "per_label": {label: {"truths": s.truths, "predictions": s.predictions, "tp": s.tp, "fp": s.fp, "fn": s.fn,
+                              "precision": _round(s.precision), "recall": _round(s.recall), "ap50": _round(s.ap50, 6), "ap": _round(s.ap, 6)}
+                      for label, s in e.per_label.items()},
+        "confusion": [{"truth": t, "predicted": p, "boxes": n} for (t, p), n in sorted(e.confusion.items())],
+    }
+
+
+def shadow_record_to_dict(record, truths=None) -> dict[str, Any]:
     """One image of a shadow or canary replay: both versions' answers and how they match."""
     out: dict[str, Any] = {"image": record.source}
     captured = getattr(record.item, "record", None)
@@ -155,6 +166,8 @@ def shadow_record_to_dict(record) -> dict[str, Any]:
         else:
             entry.update(error=str(result.error), error_type=type(result.error).__name__)
         out[side] = entry
+    if truths is not None and record.old.ok and record.new.ok:
+        out["truth"] = record_truth(record, truths)
     c = record.comparison
     if c is not None:
         out["comparison"] = {
@@ -206,5 +219,25 @@ def report_to_dict(report) -> dict[str, Any]:
     if report.decision is not None:
         out["promoted"] = report.decision.promoted and not report.decision.dry_run
     out["unmatched_inputs"] = [{"input": arg, "error": str(err)} for arg, err in report.unmatched]
-    out["images"] = [shadow_record_to_dict(r) for r in report.records]
+    if report.summary.truth is not None:
+        t = report.summary.truth
+        out["truth"] = {"labels": str(report.truths.labels.source), "old": evaluation_to_dict(t.old), "new": evaluation_to_dict(t.new),
+                        "map_drop": _round(t.map_drop, 6), "recall_drop": _round(t.recall_drop), "worst_recall_label": t.worst_recall_label,
+                        "problems": [{"kind": p.kind, "file": p.file, "entry": p.entry, "message": p.message} for p in report.truths.problems]}
+    out["images"] = [shadow_record_to_dict(r, report.truths) for r in report.records]
     return out
+
+
+def record_truth(record, truths) -> dict[str, Any] | None:
+    """Both versions on one image against its labels, and each disagreement marked an improvement or a regression."""
+    from mldeploy.truth.evaluate import judge_changes, score_image
+
+    found = truths.truth_of(record.item, record.old.detections.image_size)
+    if found is None:
+        return None
+    old = score_image(record.source, found[0], found[1], record.old.detections)
+    new = score_image(record.source, found[0], found[1], record.new.detections)
+    changes = judge_changes(record.comparison, old, new) if record.comparison is not None else []
+    return {"old": {"tp": old.tp, "fp": old.fp, "fn": old.fn}, "new": {"tp": new.tp, "fp": new.fp, "fn": new.fn},
+            "improvements": sum(c["effect"] == "improvement" for c in changes), "regressions": sum(c["effect"] == "regression" for c in changes),
+            "changes": changes}

@@ -102,6 +102,8 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
     a = report.summary.agreement
     if a.per_label:
         tables.append(_labels_table(report))
+    if report.summary.truth is not None:
+        tables.append(truth_table(report))
     worst = most_disagreeing(report.records, top)
     if worst:
         folder = common_folder([r.source for r in report.records])
@@ -119,6 +121,25 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
     if report.gates:
         tables.append(gates_table(report))
     return tables
+
+
+def truth_table(report: Report) -> Table:
+    """Both versions against the labels, side by side: overall, then recall per label."""
+    t = report.summary.truth
+    table = Table(title=f"against the labels ({escape(str(report.truths.labels.source))}), IoU 0.5", title_justify="left",
+                  caption=f"{len(report.truths.problems)} label problems (skipped)" if report.truths.problems else None, caption_justify="left")
+    _columns(table, "", "old", "new", "change", left=("",), fold=("",))
+    for name, key in (("precision", "precision"), ("recall", "recall"), ("mAP@0.5", "map50"), ("mAP@0.5:0.95", "map")):
+        old, new = getattr(t.old, key), getattr(t.new, key)
+        change = f"{new - old:+.3f}" if old is not None and new is not None else "n/a"
+        table.add_row(name, fmt.score(old), fmt.score(new), change)
+    table.add_row("TP / FP / FN", f"{t.old.tp} / {t.old.fp} / {t.old.fn}", f"{t.new.tp} / {t.new.fp} / {t.new.fn}", "")
+    for label, old in t.old.per_label.items():
+        new = t.new.per_label.get(label)
+        if old.truths and new is not None:
+            change = f"{new.recall - old.recall:+.3f}" if old.recall is not None and new.recall is not None else "n/a"
+            table.add_row(f"recall: {escape(label)}", fmt.score(old.recall), fmt.score(new.recall), change)
+    return table
 
 
 def gates_table(report: Report) -> Table:

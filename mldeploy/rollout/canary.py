@@ -129,6 +129,7 @@ def run_canary(
     workers: int = 1,
     on_inconclusive: str = "fail",
     on_step=None,
+    truths=None,
 ) -> CanaryRun:
     """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step.
 
@@ -138,7 +139,7 @@ def run_canary(
     started = time.perf_counter()
     ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
     results = [StepResult(share, len(ordered)) for share in steps]
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers))
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers), truths=truths)
     stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
     position = 0
     outcome = None

@@ -49,6 +49,8 @@ class Gate:
     share: bool = False  # the figure is a share from 0 to 1 (and so must the bound be)
     quality: bool = False  # judges the answers (not speed or errors): a run needs one to PASS
     interval: Callable[[Any], RatioEstimate | None] | None = None  # judged on an interval, not a point
+    truth: bool = False  # reads ground truth: needs --labels
+    truth_default: float | None = None  # the default policy's bound when there are labels
 
     @property
     def flag(self) -> str:
@@ -95,11 +97,26 @@ GATES: dict[str, Gate] = {
         Gate("max_new_errors", "max", lambda s: s.new_errors, "images the new version failed on (the old one did not fail to read)",
              "new errors", "n", default=0),
         Gate("min_images", "min", lambda s: s.compared, "images both versions answered", "images", "n", default=1),
+        # Against ground truth (--labels): what agreement cannot tell, an improvement from a regression.
+        Gate("min_map", "min", lambda s: s.truth.new.map if s.truth else None, "new version's mAP@0.5:0.95 against the labels", "mAP",
+             share=True, quality=True, truth=True),
+        Gate("max_map_drop", "max", lambda s: s.truth.map_drop if s.truth else None,
+             "fall of mAP@0.5:0.95 from the old version to the new one, against the labels", "mAP drop", share=True, quality=True,
+             truth=True, truth_default=0.02),
+        Gate("max_recall_drop", "max", lambda s: s.truth.recall_drop if s.truth else None,
+             "largest fall in any label's recall (IoU 0.5) from the old version to the new one, against the labels", "recall drop",
+             share=True, quality=True, truth=True, truth_default=0.05),
     )
 }
 
 #: The bounds a rehearsal applies when nobody says otherwise.
 DEFAULT_POLICY = {name: gate.default for name, gate in GATES.items() if gate.default is not None}
+#: With labels, the default policy judges answers against the truth instead of against the old version
+#: (agreement would call the removal of a false positive a miss): the agreement quality bounds give way
+#: to the mAP and per-label recall drops; speed and error bounds stay.
+AGREEMENT_QUALITY = ("min_precision", "min_recall", "max_drift")
+TRUTH_POLICY = {**{k: v for k, v in DEFAULT_POLICY.items() if k not in AGREEMENT_QUALITY},
+                **{name: gate.truth_default for name, gate in GATES.items() if gate.truth_default is not None}}
 
 
 @dataclass(frozen=True)
@@ -186,9 +203,10 @@ class Rules:
     policy: str = "default"
 
 
-def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None) -> dict[str, float]:
+def resolve_bounds(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None,
+                   truth: bool = False) -> dict[str, float]:
     """Flag, else project file, else the policy's default, for each gate that ends up with a bound."""
-    return resolve_rules(flags, project, policy).bounds
+    return resolve_rules(flags, project, policy, truth=truth).bounds
 
 
 def _choice(flag: str | None, flag_name: str, setting: str | None, setting_name: str, choices: tuple[str, ...]) -> str:
@@ -200,8 +218,9 @@ def _choice(flag: str | None, flag_name: str, setting: str | None, setting_name:
 
 
 def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] | None = None, policy: str | None = None,
-                  on_inconclusive: str | None = None) -> Rules:
-    """The bounds and settings of a rehearsal: flags win over ``[gates]``, which wins over the policy."""
+                  on_inconclusive: str | None = None, truth: bool = False) -> Rules:
+    """The bounds and settings of a rehearsal: flags win over ``[gates]``, which wins over the policy
+    (:data:`TRUTH_POLICY` when the rehearsal has labels, ``truth``)."""
     project = dict(project or {})
     settings = {key: project.pop(key) for key in ("policy", "inconclusive") if key in project}
     unknown = set(project) - set(GATES)
@@ -209,7 +228,7 @@ def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] 
         raise ConfigError(f"[gates]: unknown gate {sorted(unknown)[0]!r} (known: policy, inconclusive, {', '.join(GATES)})")
     policy = _choice(policy, "--gates", settings.get("policy"), "[gates] policy", POLICIES)
     on_inconclusive = _choice(on_inconclusive, "--inconclusive", settings.get("inconclusive"), "[gates] inconclusive", ON_INCONCLUSIVE)
-    defaults = DEFAULT_POLICY if policy == "default" else {}
+    defaults = (TRUTH_POLICY if truth else DEFAULT_POLICY) if policy == "default" else {}
     bounds: dict[str, float] = {}
     for name, gate in GATES.items():
         value = flags.get(name)
@@ -220,6 +239,10 @@ def resolve_rules(flags: Mapping[str, float | None], project: Mapping[str, Any] 
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"[gates] {name} must be a number, not {value!r}")
         where = gate.flag if flags.get(name) is not None else f"[gates] {name}"
+        if gate.truth and not truth:
+            if flags.get(name) is not None:
+                raise UsageError(f"{gate.flag} judges against ground truth: add --labels FILE")
+            continue  # a [gates] bound on truth applies to runs with labels
         if gate.share and not 0 <= value <= 1:
             raise UsageError(f"{where} {value:g}: must be a share from 0 to 1 (0.95 means 95%)")
         if value < 0:

@@ -25,6 +25,7 @@ from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
 from mldeploy.store import Change
+from mldeploy.truth.run import Truths, read_truths
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Report:
     decision: CanaryDecision | None = None
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
     wall_seconds: float = 0.0
+    truths: Truths | None = None  # the labels both versions were scored against (--labels)
 
     @property
     def verdict(self) -> Verdict:
@@ -64,9 +66,10 @@ class Report:
 
     @property
     def input_errors(self) -> bool:
-        """Some inputs could not be read, or the old version failed on some (exit 1 when the gates pass)."""
+        """Some inputs could not be read, the old version failed on some, or labels were skipped (exit 1
+        when the gates pass)."""
         s = self.summary
-        return bool(self.unmatched or s.unreadable or s.old_errors)
+        return bool(self.unmatched or s.unreadable or s.old_errors or (self.truths is not None and self.truths.problems))
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Rehearsal:
     rules: Rules
     drift_iou: float = DRIFT_IOU
     capture: Path | None = None  # the old side is this capture's recorded answers
+    truths: Truths | None = None  # ground truth (--labels)
 
     @property
     def old(self) -> Detector:
@@ -99,6 +103,8 @@ class Rehearsal:
 
     def settings(self, iou: float, **extra: Any) -> dict[str, Any]:
         capture = {"capture": str(self.capture)} if self.capture is not None else {}
+        if self.truths is not None:
+            capture["labels"] = str(self.truths.labels.source)
         return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "drift_iou": self.drift_iou, "classes": self.labels,
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
@@ -106,7 +112,8 @@ class Rehearsal:
 def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
             classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
             on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
-            outputs: Sequence[Path | None] = (), html: Path | None = None, capture: Path | None = None) -> Rehearsal:
+            outputs: Sequence[Path | None] = (), html: Path | None = None, capture: Path | None = None,
+            labels: Path | None = None, label_map: str | None = None, names: Path | None = None) -> Rehearsal:
     """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
     An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
@@ -119,24 +126,30 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     """
     registry = project.registry()
     new_spec = resolve_version(registry, new, model)
-    rules = resolve_rules(gate_flags or {}, project.gate_defaults(), policy, on_inconclusive)
+    rules = resolve_rules(gate_flags or {}, project.gate_defaults(), policy, on_inconclusive, truth=labels is not None)
     if capture is not None:
         if paths:
             raise UsageError("give images or --capture, not both")
+        if labels is not None:
+            raise UsageError("--labels needs image files: captured requests have no labels (the live answers are the reference)")
         version = old.rpartition("@")[2] if old else None
         version, images = captured_inputs(Path(capture), new_spec.name, version)
         unmatched: list[tuple[str, MldeployError]] = []
         known = next((s for s in registry.versions(new_spec.name) if s.version == version), None)
         old_spec = recorded_spec(new_spec.name, version, known)
-        labels = parse_classes(classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
+        classes_ = parse_classes(classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
     else:
         if not paths:
             raise UsageError("no images: give image files or folders, or --capture DIR")
         old_spec = resolve_version(registry, old or model, model)
-        labels = parse_classes(classes, old_spec, new_spec)
+        classes_ = parse_classes(classes, old_spec, new_spec)
         images, unmatched = collect_inputs(paths, exclude=html)
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
+    truths = None
+    if labels is not None:
+        scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
+        truths = read_truths(labels, images, scored, label_map=label_map, project_map=project.label_map(), names=names)
     inputs = {item.path.resolve() for item in images}
     try:  # before the run: a verdict must never be lost to a report that cannot be written
         for target in (Path(p) for p in outputs if p is not None):
@@ -145,14 +158,15 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
             check_folder_destination(html, inputs, "--html")
     except OutputError as exc:
         raise UsageError(str(exc)) from None
-    return Rehearsal(project, old_spec, new_spec, images, unmatched, labels, rules, drift_iou, Path(capture) if capture is not None else None)
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths)
 
 
 def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
     """Replay every image through both versions and judge the gates."""
-    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record)
+    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record,
+                     truths=r.truths)
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers),
-                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds)
+                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
 
 
 def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
@@ -171,7 +185,7 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
     if r.old_spec.backend == "recorded" and not dry_run:
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
-    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
+    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt, truths=r.truths,
                      workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step)
     last = run.last_step
     if last is None:
@@ -185,4 +199,4 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
     settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
-                  unmatched=r.unmatched, wall_seconds=run.wall_seconds)
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)

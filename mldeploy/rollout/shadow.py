@@ -34,6 +34,8 @@ from mldeploy.images import read_image
 from mldeploy.models.base import Detector
 from mldeploy.pipeline import DetectionResult, ImageInput, run_detector
 from mldeploy.rollout.latency import LatencyStats, RatioEstimate, paired_ratio
+from mldeploy.truth.evaluate import TruthScores, evaluate
+from mldeploy.truth.run import Truths, score
 
 
 @dataclass
@@ -215,6 +217,7 @@ class ShadowSummary:
     latency_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), compare=False, repr=False)
     drift_iou: float = DRIFT_IOU
     recorded: bool = False  # the old answers are a capture's: the old version did not run here, so no latency pairs
+    truth: TruthScores | None = field(default=None, compare=False, repr=False)  # both versions against the labels (--labels)
 
     @cached_property
     def p50_ratio(self) -> RatioEstimate | None:
@@ -251,6 +254,7 @@ class ShadowMetric:
     drift_iou: float = DRIFT_IOU
     records: list[ShadowRecord] = field(default_factory=list)
     recorded: bool = False  # the old side is a capture's recorded answers
+    truths: Truths | None = None  # ground truth: both versions are scored against it
 
     def update(self, record: ShadowRecord) -> None:
         self.records.append(record)
@@ -280,7 +284,15 @@ class ShadowMetric:
             latency_pairs=np.array([(r.old.seconds, r.new.seconds) for r in answered if not self.recorded], dtype=np.float64).reshape(-1, 2),
             drift_iou=self.drift_iou,
             recorded=self.recorded,
+            truth=self._truth(readable),
         )
+
+    def _truth(self, readable: list[ShadowRecord]) -> TruthScores | None:
+        if self.truths is None:
+            return None
+        classes = self.truths.labels.classes
+        return TruthScores(new=evaluate(self.new, score([(r.item, r.new) for r in readable], self.truths), classes),
+                           old=evaluate(self.old, score([(r.item, r.old) for r in readable], self.truths), classes))
 
 
 def most_disagreeing(records: Sequence[ShadowRecord], n: int) -> list[ShadowRecord]:
@@ -312,9 +324,10 @@ def run_shadow(
     warm_up: bool = True,
     alternate: bool = True,
     on_record=None,
+    truths: Truths | None = None,
 ) -> ShadowRun:
     """:func:`replay` to the end and summarise; ``on_record(record)`` is called as each image finishes."""
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers))
+    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers), truths=truths)
     started = time.perf_counter()
     for record in replay(inputs, old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers, warm_up=warm_up,
                          alternate=alternate):

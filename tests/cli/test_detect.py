@@ -97,12 +97,12 @@ def test_mixed_folder_names_each_failure_and_exits_1(cli, samples, tmp_path):
 
 
 def test_save_writes_annotated_copies_and_leaves_inputs_alone(cli, samples, tmp_path):
-    before = {p.name: p.read_bytes() for p in samples.iterdir()}
+    before = {p.name: p.read_bytes() for p in samples.iterdir() if p.is_file()}
     out = tmp_path / "annotated"
     result = cli("detect", samples, "--save", out, "--format", "json")
     assert result.exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(p for p in before if p.endswith(".jpg"))
-    assert {p.name: p.read_bytes() for p in samples.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in samples.iterdir() if p.is_file()} == before
     saved = json.loads(result.stdout)["results"][0]["saved_to"]
     assert saved.startswith(str(out))
 

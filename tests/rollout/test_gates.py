@@ -57,11 +57,31 @@ def test_impossible_bounds_are_usage_errors():
     assert resolve_bounds({"max_count_change": 2.0})["max_count_change"] == 2.0  # a count may triple
 
 
+def truth_scores():
+    """Real evaluations of two versions against the same truth: the old one finds both boxes, the new one
+    finds one and puts a second box somewhere else."""
+    from mldeploy.detections import Detections
+    from mldeploy.truth.evaluate import TruthScores, evaluate, score_image
+
+    def dets(boxes, scores=None):
+        return Detections(boxes, scores or [1.0] * len(boxes), [0] * len(boxes), ["face"] * len(boxes), (100, 100))
+
+    truth, none = dets([[0, 0, 10, 10], [50, 50, 70, 70]]), dets([])
+    old = score_image("x", truth, none, dets([[0, 0, 10, 10], [50, 50, 70, 70]], [0.9, 0.8]))
+    new = score_image("x", truth, none, dets([[0, 0, 10, 10], [80, 80, 95, 95]], [0.9, 0.8]))
+    return TruthScores(new=evaluate("new", [new], ["face"]), old=evaluate("old", [old], ["face"]))
+
+
 def test_each_gate_passes_and_fails_on_the_right_side():
-    s = summary(drifted=2)  # recall 0.8, precision 8/9, drift 2/8, disagreement 0.2, latency ratio 2 on every image, mean IoU 0.9
+    import dataclasses
+
+    t = truth_scores()
+    assert t.recall_drop == 0.5 and 0 < t.new.map < t.old.map == 1.0
+    s = dataclasses.replace(summary(drifted=2), truth=t)  # recall 0.8, precision 8/9, drift 2/8, disagreement 0.2, latency ratio 2, mean IoU 0.9
     figures = {"max_disagreement": 0.2, "min_precision": 8 / 9, "min_recall": 0.8, "min_f1": 2 * (8 / 9) * 0.8 / (8 / 9 + 0.8),
                "min_mean_iou": 0.9, "max_drift": 0.25, "max_count_change": 0.1, "max_latency_ratio": 2.0, "max_p95_ratio": 2.0,
-               "max_p95_ms": 40.0, "max_error_rate": 0.0, "max_new_errors": 0, "min_images": 10}
+               "max_p95_ms": 40.0, "max_error_rate": 0.0, "max_new_errors": 0, "min_images": 10,
+               "min_map": t.new.map, "max_map_drop": t.map_drop, "max_recall_drop": t.recall_drop}
     assert set(figures) == set(GATES)
     for name, value in figures.items():
         at_bound = evaluate(s, {name: value})[0]
@@ -70,6 +90,18 @@ def test_each_gate_passes_and_fails_on_the_right_side():
         beyond = evaluate(s, {name: value + nudge})[0]
         assert beyond.status == "fail", name
         assert GATES[name].flag in beyond.message and "must be" in beyond.message
+
+
+def test_with_labels_the_default_policy_judges_against_the_truth():
+    from mldeploy.errors import UsageError
+    from mldeploy.rollout.gates import TRUTH_POLICY
+
+    assert resolve_bounds({}, truth=True) == TRUTH_POLICY == {
+        "max_latency_ratio": 1.25, "max_p95_ratio": 1.5, "max_new_errors": 0.0, "min_images": 1.0, "max_map_drop": 0.02, "max_recall_drop": 0.05}
+    assert resolve_bounds({"min_recall": 0.9}, truth=True)["min_recall"] == 0.9  # an agreement gate still applies when asked for
+    assert "max_map_drop" not in resolve_bounds({}, {"max_map_drop": 0.1})  # a [gates] truth bound waits for a run with labels
+    with pytest.raises(UsageError, match="--min-map judges against ground truth: add --labels"):
+        resolve_bounds({"min_map": 0.5})
 
 
 def test_figures_with_nothing_to_measure():
