@@ -8,8 +8,8 @@ import typer
 
 from mldeploy.cli.console import err_console, escape
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, CaptureOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
-    command_line, project, with_gate_options,
+    DEFAULT_MODEL, ActorCpusOption, ActorsOption, AddressOption, CaptureOption, EngineOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    command_line, project, ray_options, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
 
@@ -24,6 +24,10 @@ def canary(
     labels: LabelsOption = None,
     label_map: LabelMapOption = None,
     names: NamesOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    actor_cpus: ActorCpusOption = None,
     steps: Annotated[str, typer.Option("--steps", help="Percentages of traffic sent to the canary, in order.")] = "5,25,50,100",
     salt: Annotated[str, typer.Option("--salt", help="Changes which images the router picks first (the same salt routes the same way).")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Rehearse only: change no live version, write no history.")] = False,
@@ -57,11 +61,12 @@ def canary(
     def show_step(step) -> None:
         err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
 
+    ray = ray_options(engine, address, actors, actor_cpus)
     r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
                           policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, capture=capture,
                           labels=labels, label_map=label_map, names=names)
     result = rehearsal.canary(r, steps=steps, salt=salt, dry_run=dry_run, iou=iou, workers=2 if parallel else 1, command=command_line(),
-                              on_step=show_step if err_console.is_terminal else None)
+                              on_step=show_step if err_console.is_terminal else None, ray=ray)
     _say_decision(result.decision)
     finish(result, output, report, junit, html, top)
 

@@ -74,9 +74,9 @@ def models(
 
 @app.command("validate")
 def validate(
-    refs: Annotated[Optional[List[str]], typer.Argument(metavar="REF", help="Versions to check (NAME@VERSION or NAME) [default: every version in mldeploy.toml].", show_default=False)] = None,
+    refs: Annotated[Optional[List[str]], typer.Argument(metavar="REF", help="Versions to check (NAME@VERSION or NAME) \\[default: every version in mldeploy.toml].", show_default=False)] = None,
     all_versions: Annotated[bool, typer.Option("--all", help="Check the built-in zoo too.")] = False,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Image for the test forward pass [default: a generated 640x480 picture].")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Image for the test forward pass \\[default: a generated 640x480 picture].")] = None,
     pin: Annotated[bool, typer.Option("--pin/--no-pin", help="Record each file's SHA-256 for versions that pass and have none yet.")] = True,
     output: Annotated[ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")] = ListFormat.table,
     state_dir: StateDirOption = None,

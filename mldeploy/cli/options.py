@@ -35,17 +35,48 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
     help="Ground-truth labels: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")]
 LabelMapOption = Annotated[Optional[str], typer.Option(
     "--label-map", metavar="TRUTH=MODEL,...", show_default=False, rich_help_panel="Ground truth",
-    help="Label class names to the model's (person=face), or a file of such lines; NAME=- leaves a class out \\[default: [labels.map]].")]
+    help="Label class names to the model's (person=face), or a file of such lines; NAME=- leaves a class out \\[default: \\[labels.map] in mldeploy.toml].")]
 NamesOption = Annotated[Optional[Path], typer.Option(
     "--names", metavar="FILE", show_default=False, rich_help_panel="Ground truth",
     help="YOLO labels: the class names, one per line (or a data.yaml) \\[default: classes.txt or data.yaml beside them].")]
+EngineOption = Annotated[str, typer.Option(
+    "--engine", metavar="local|ray", rich_help_panel="Engine",
+    help="local: this process; ray: a Ray cluster (pip install 'mldeploy\\[ray]').")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", show_default=False, rich_help_panel="Engine",
+    help="With --engine ray: auto (the running cluster) or ray://HOST:10001 \\[default: a cluster of this machine for this run].")]
+ActorsOption = Annotated[Optional[int], typer.Option(
+    "--actors", min=1, show_default=False, rich_help_panel="Engine",
+    help="With --engine ray: replay actors, each loading both versions once \\[default: what leaves one CPU for reading].")]
+ActorCpusOption = Annotated[Optional[float], typer.Option(
+    "--actor-cpus", min=0.05, show_default=False, rich_help_panel="Engine",
+    help="With --engine ray: CPUs per actor \\[default: 1, or 0.5 on clusters under 4 CPUs].")]
+
+
+def ray_options(engine: str, address: str | None, actors: int | None, actor_cpus: float | None):
+    """``--engine`` and its options -> RayOptions, or None for the local engine; checked."""
+    from mldeploy.errors import UsageError
+
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine!r}: choose local or ray")
+    if engine == "local":
+        given = [flag for flag, value in (("--address", address), ("--actors", actors), ("--actor-cpus", actor_cpus)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} needs --engine ray")
+        return None
+    from mldeploy.rollout.ray_engine import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address, actors, actor_cpus)
+
+
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
 DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,
                                                help="A matched pair under this IoU has drifted: the image disagrees, and --max-drift counts it.")]
 PolicyOption = Annotated[Optional[str], typer.Option(
     "--gates", show_default=False, metavar="default|none", rich_help_panel="Gates (exit 3 when one fails)",
-    help="The default policy's bounds apply unless a flag or [gates] says otherwise; 'none' switches them off "
+    help="The default policy's bounds apply unless a flag or \\[gates] says otherwise; 'none' switches them off "
          "(a run without a quality gate then says REPORT ONLY) \\[default: default].")]
 InconclusiveOption = Annotated[Optional[str], typer.Option(
     "--inconclusive", show_default=False, metavar="fail|pass", rich_help_panel="Gates (exit 3 when one fails)",

@@ -8,8 +8,8 @@ import typer
 
 from mldeploy.cli.console import progress_bar
 from mldeploy.cli.options import (
-    DEFAULT_MODEL, CaptureOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
-    project, with_gate_options,
+    DEFAULT_MODEL, ActorCpusOption, ActorsOption, AddressOption, CaptureOption, EngineOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, ReportOption, StateDirOption, TopOption,
+    project, ray_options, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish
 
@@ -24,6 +24,10 @@ def shadow(
     labels: LabelsOption = None,
     label_map: LabelMapOption = None,
     names: NamesOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    actor_cpus: ActorCpusOption = None,
     iou: IouOption = 0.5,
     drift_iou: DriftIouOption = 0.8,
     classes: ClassesOption = None,
@@ -51,9 +55,10 @@ def shadow(
     """
     from mldeploy.rollout import rehearsal
 
+    ray = ray_options(engine, address, actors, actor_cpus)
     r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
                           policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, capture=capture,
                           labels=labels, label_map=label_map, names=names)
     with progress_bar("shadow", len(r.images), progress) as advance:
-        result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=advance)
+        result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=advance, ray=ray)
     finish(result, output, report, junit, html, top)

@@ -130,6 +130,7 @@ def run_canary(
     on_inconclusive: str = "fail",
     on_step=None,
     truths=None,
+    replay_slice=None,
 ) -> CanaryRun:
     """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step.
 
@@ -140,15 +141,22 @@ def run_canary(
     ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
     results = [StepResult(share, len(ordered)) for share in steps]
     metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers), truths=truths)
-    stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
+    if replay_slice is None:  # one streaming replay, read as far as each step reaches
+        stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
+        replay_slice = lambda items, start: [next(stream) for _ in items]  # noqa: E731
+    else:
+        stream = (record for record in ())
     position = 0
     outcome = None
     try:
         for step in results:
             limit = step.share / 100
-            while position < len(ordered) and ordered[position][0] < limit:
-                metric.update(next(stream))
-                position += 1
+            end = position
+            while end < len(ordered) and ordered[end][0] < limit:
+                end += 1
+            for record in replay_slice([item for _, _, item in ordered[position:end]], position):  # this step's new slice of buckets
+                metric.update(record)
+            position = end
             step.canary_requests = position
             if position == 0:
                 step.verdict = "no traffic"

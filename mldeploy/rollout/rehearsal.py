@@ -8,6 +8,7 @@ here, not in the command line.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from mldeploy.pipeline import ImageInput, collect_inputs
 from mldeploy.project import Project
 from mldeploy.rollout.canary import StepResult, parse_steps, run_canary
 from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
+from mldeploy.rollout.ray_engine import RayOptions
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
 from mldeploy.store import Change
@@ -109,6 +111,13 @@ class Rehearsal:
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
 
+@dataclass(frozen=True)
+class _Named:
+    """A version the canary engine only names (on Ray, the actors load and run it)."""
+
+    spec: ModelSpec
+
+
 def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
             classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
             on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
@@ -161,16 +170,30 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths)
 
 
-def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
-    """Replay every image through both versions and judge the gates."""
-    run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record,
-                     truths=r.truths)
-    return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers),
+def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None,
+           ray: RayOptions | None = None) -> Report:
+    """Replay every image through both versions and judge the gates; with ``ray``, on a Ray cluster."""
+    if ray is not None:
+        if r.capture is not None:
+            raise UsageError("--engine ray replays image files; a capture replays on the local engine")
+        from mldeploy.rollout.ray_engine import run_shadow_ray, session
+
+        r.project.check_pins(r.old_spec)  # refused here, in one line, before any actor starts
+        r.project.check_pins(r.new_spec)
+        with session(ray):
+            run = run_shadow_ray(r.images, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
+                                 labels=r.labels, truths=r.truths, on_record=on_record)
+        engine = {"engine": "ray", "address": ray.address or "local"}
+    else:
+        run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record,
+                         truths=r.truths)
+        engine = {}
+    return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers, **engine),
                   r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
 
 
 def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
-           on_step: Callable[[StepResult], None] | None = None) -> Report:
+           on_step: Callable[[StepResult], None] | None = None, ray: RayOptions | None = None) -> Report:
     """Walk the steps; the first failing one stops the rollout. Then promote the new version, or keep
     (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
 
@@ -185,8 +208,27 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
     if r.old_spec.backend == "recorded" and not dry_run:
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
-    run = run_canary(r.images, r.old, r.new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt, truths=r.truths,
-                     workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step)
+    replay_slice, engine = None, {}
+    if ray is not None:  # each step replays its new slice of buckets on the cluster; the gates are judged here, on the running totals
+        if r.capture is not None:
+            raise UsageError("--engine ray replays image files; a capture replays on the local engine")
+        from mldeploy.rollout.ray_engine import run_shadow_ray, session
+
+        r.project.check_pins(r.old_spec)
+        r.project.check_pins(r.new_spec)
+        connected = session(ray)  # one connection for every step
+
+        def replay_slice(items, start):
+            if not items:
+                return []
+            return run_shadow_ray(items, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
+                                  labels=r.labels, offset=start).records
+
+        engine = {"engine": "ray", "address": ray.address or "local"}
+    old, new = (r.old, r.new) if ray is None else (_Named(r.old_spec), _Named(r.new_spec))
+    with connected if ray is not None else contextlib.nullcontext():
+        run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
+                         truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, replay_slice=replay_slice)
     last = run.last_step
     if last is None:
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
@@ -197,6 +239,6 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
     change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
-    settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers)
+    settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers, **engine)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
                   unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)

@@ -335,6 +335,7 @@ def run_shadow(
         if on_record is not None:
             on_record(record)
     wall = time.perf_counter() - started
+    metric.records.sort(key=lambda r: r.index)  # an unreadable image is yielded as soon as it fails, ahead of images in flight
     summarising = time.perf_counter()
     summary = metric.compute()
     compare_seconds = time.perf_counter() - summarising + sum(r.compare_seconds for r in metric.records)

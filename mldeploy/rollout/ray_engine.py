@@ -1,0 +1,218 @@
+"""The Ray engine: a shadow replay spread over a Ray cluster's CPUs with Ray Data.
+
+Images are read as bytes (``ray.data.read_binary_files``: one unreadable file must not fail the whole
+dataset the way ``read_images`` does) and handed in batches to a pool of :class:`ReplayActor`. Each actor
+loads both versions once (pins checked, as on the driver), decodes each image with mldeploy's own
+checks, runs both versions in alternating order (the local engine's fairness rule) and returns a
+compact row per image: both answers, their times, or the error. The driver rebuilds the records and
+summarises them with the same :class:`~mldeploy.rollout.shadow.ShadowMetric` as the local engine, so
+the two engines' agreement figures are identical.
+
+The pool is sized so that reading can run beside it: actors x CPUs per actor must leave at least one
+CPU of the cluster free (two actors of one CPU each on a 2-CPU cluster hung forever, their read tasks
+starved), and a configuration that cannot is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mldeploy import errors as error_types
+from mldeploy.errors import MldeployError, UsageError
+from mldeploy.pipeline import DetectionResult, ImageInput
+from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowRun
+from mldeploy.compare import failed_comparison, match
+
+EXTRA = "pip install 'mldeploy[ray]'"
+
+
+def require_ray():
+    """Ray, or a usage error (exit 2) naming the command that installs it."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--engine ray needs Ray, an optional extra: {EXTRA}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide: ``address`` (None: a cluster of this machine for this run, on 127.0.0.1;
+    ``auto``: the running cluster; ``ray://host:10001``), actors and CPUs per actor (None: sized from the cluster)."""
+
+    address: str | None = None
+    actors: int | None = None
+    actor_cpus: float | None = None
+
+
+def connect(options: RayOptions):
+    import logging
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = require_ray()
+    for name in ("ray", "ray.data"):  # Ray Data's progress lines are not a user's business
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    if ray.is_initialized():
+        return ray
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    try:
+        if options.address is None:  # never join a stale cluster by accident; bind to the loopback only
+            ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            host = options.address.split("://")[-1].rsplit(":", 1)[0]
+            if host in ("127.0.0.1", "localhost"):  # a head node on this machine's loopback: be a driver on it too
+                kwargs["_node_ip_address"] = "127.0.0.1"
+            ray.init(address=options.address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"--address {options.address}: cannot connect to a Ray cluster: {str(exc).splitlines()[0]}") from None
+    return ray
+
+
+@contextlib.contextmanager
+def session(options: RayOptions):
+    """Connected to the cluster for the whole replay, with stdout pointed at stderr meanwhile: Ray prints
+    its own notices (a worker that died and is being replaced) on stdout, where ``--format json`` writes
+    the report. The connection ends with the replay, so nothing of Ray's prints afterwards."""
+    with contextlib.redirect_stdout(sys.stderr):
+        ray = connect(options)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def pool_size(cluster_cpus: float, options: RayOptions) -> tuple[int, float]:
+    """Actors and CPUs per actor that leave one CPU for reading; refuses what does not."""
+    cpus = options.actor_cpus if options.actor_cpus is not None else (1.0 if cluster_cpus >= 4 else 0.5)
+    actors = options.actors if options.actors is not None else max(1, int((cluster_cpus - 1) // cpus))
+    if actors * cpus > cluster_cpus - 1 + 1e-9:
+        raise UsageError(f"--actors {actors} x --actor-cpus {cpus:g} = {actors * cpus:g} CPUs leaves no CPU for reading images on a cluster of "
+                         f"{cluster_cpus:g}: use at most {cluster_cpus - 1:g} CPUs for actors (fractions are fine, e.g. --actor-cpus 0.5)")
+    return actors, cpus
+
+
+class ReplayActor:
+    """Both versions, loaded once per actor; ``__call__`` replays a batch of images (bytes and paths)."""
+
+    def __init__(self, state_dir: str | None, config_path: str | None, old: str, new: str, labels: Sequence[str] | None, cwd: str) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from mldeploy.project import Project
+
+        project = Project(state_dir=Path(state_dir) if state_dir else None, config_path=Path(config_path) if config_path else None, cwd=Path(cwd))
+        registry = project.registry()
+        self.old = project.load(registry.resolve(old))
+        self.new = project.load(registry.resolve(new))
+        self.labels = list(labels) if labels else None
+        self.warm = False
+        self.index = 0
+
+    def __call__(self, batch: dict) -> dict:
+        from mldeploy.capture.store import answer_to_json
+        from mldeploy.images import decode_image
+        from mldeploy.pipeline import run_detector
+
+        out: dict[str, list] = {k: [] for k in ("path", "old", "new", "old_seconds", "new_seconds", "old_error", "new_error", "input_error")}
+        for path, data in zip(batch["path"], batch["bytes"]):
+            row = dict.fromkeys(out)
+            row.update(path=str(path), old_seconds=0.0, new_seconds=0.0)
+            try:
+                image = decode_image(bytes(data))
+            except MldeployError as exc:
+                row["input_error"] = f"{type(exc).__name__}:{exc}"
+            else:
+                if not self.warm:
+                    self.warm = True
+                    for detector in (self.old, self.new):
+                        try:
+                            detector.detect(image)
+                        except Exception:
+                            pass
+                sides = [("old", self.old), ("new", self.new)]
+                if self.index % 2:
+                    sides.reverse()  # alternate which version runs first, as the local engine does
+                self.index += 1
+                for side, detector in sides:
+                    try:
+                        detections, seconds = run_detector(detector, image, labels=self.labels)
+                        row[side], row[f"{side}_seconds"] = answer_to_json(detections), seconds
+                    except MldeployError as exc:
+                        row[f"{side}_error"] = f"{type(exc).__name__}:{exc}"
+            for key in out:
+                out[key].append(row[key])
+        return out
+
+
+def _error(text: str | None) -> MldeployError | None:
+    if text is None:
+        return None
+    name, _, message = text.partition(":")
+    kind = getattr(error_types, name, MldeployError)
+    return kind(message) if isinstance(kind, type) and issubclass(kind, MldeployError) else MldeployError(message)
+
+
+def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str, iou: float, drift_iou: float) -> ShadowRecord:
+    from mldeploy.capture.store import answer_from_json
+
+    input_error = _error(row["input_error"])
+    if input_error is not None:
+        return ShadowRecord(index, item, DetectionResult(item.display, old_ref, error=input_error),
+                            DetectionResult(item.display, new_ref, error=input_error), input_error=input_error)
+    results = {}
+    for side, ref in (("old", old_ref), ("new", new_ref)):
+        error = _error(row[f"{side}_error"])
+        detections = answer_from_json(row[side]) if error is None else None
+        results[side] = DetectionResult(item.display, ref, detections, error, float(row[f"{side}_seconds"]))
+    record = ShadowRecord(index, item, results["old"], results["new"])
+    if record.old.ok:
+        record.comparison = (match(record.old.detections, record.new.detections, iou, drift_iou) if record.new.ok
+                             else failed_comparison(record.old.detections, drift_iou))
+    return record
+
+
+def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
+                   drift_iou: float = 0.8, labels: Sequence[str] | None = None, truths=None,
+                   on_record: Callable[[ShadowRecord], None] | None = None, offset: int = 0) -> ShadowRun:
+    """The shadow replay of ``inputs`` on a Ray cluster; the same :class:`ShadowRun` as the local engine's.
+    Records are numbered from ``offset`` (a canary step's slice continues the numbering of the steps before)."""
+    ray = connect(options)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    actors, actor_cpus = pool_size(cpus, options)
+    by_path = {str(item.path.resolve()): (offset + i, item) for i, item in enumerate(inputs)}
+    started = time.perf_counter()
+    dataset = ray.data.read_binary_files(list(by_path), include_paths=True)
+    replayed = dataset.map_batches(
+        ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
+        fn_constructor_kwargs={"state_dir": str(Path(project.state_dir).resolve()) if project.state_dir else None,
+                               "config_path": str(Path(project.config_path).resolve()) if project.config_path else None,
+                               "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None, "cwd": str(project.cwd)})
+    records: list[ShadowRecord] = []
+    for row in replayed.iter_rows():
+        index, item = by_path[_local(row["path"], by_path)]
+        record = _record(index, item, row, old_ref, new_ref, iou_threshold, drift_iou)
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+    records.sort(key=lambda r: r.index)
+    metric = ShadowMetric(old_ref, new_ref, iou_threshold, drift_iou, records, truths=truths)
+    wall = time.perf_counter() - started
+    return ShadowRun(records, metric.compute(), wall, sum(r.compare_seconds for r in records))
+
+
+def _local(path: str, known: dict) -> str:
+    """Ray names a local file by its absolute path, sometimes without the leading slash."""
+    if path in known:
+        return path
+    with_root = "/" + path.lstrip("/")
+    if with_root in known:
+        return with_root
+    raise KeyError(f"Ray returned a path mldeploy did not send: {path}")

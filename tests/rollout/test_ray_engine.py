@@ -1,0 +1,152 @@
+"""The Ray engine against the local one, on a real local Ray cluster (bound to 127.0.0.1; no network)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import subprocess_env
+
+pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'mldeploy[ray]'")
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def mldeploy(project_dir, *args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mldeploy", *map(str, args)], cwd=project_dir, env=subprocess_env(**RAY_ENV, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def with_bad_files(project_dir):
+    photos = project_dir / "photos"
+    (photos / "notes.jpg").write_text("not an image at all")
+    data = (photos / "astronaut.jpg").read_bytes()
+    (photos / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (photos / "empty.png").write_bytes(b"")
+    return photos
+
+
+def agreement(report):
+    s = dict(report["summary"])
+    s.pop("latency", None)
+    return s, [(i["image"], i.get("error"), i.get("comparison", {}).get("matched"), i.get("comparison", {}).get("missing"))
+               for i in report["images"]]
+
+
+def test_ray_and_local_give_identical_summaries_with_bad_files(project_dir, with_bad_files):
+    args = ("shadow", "photos", "shapes", "--new", "blind", "--gates", "none", "--format", "json")
+    local = mldeploy(project_dir, *args)
+    ray = mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25")
+    assert local.returncode == ray.returncode == 1, ray.stderr  # the bad files are counted errors, the rest is compared
+    local_report, ray_report = json.loads(local.stdout), json.loads(ray.stdout)
+    assert ray_report["settings"]["engine"] == "ray"
+    assert agreement(ray_report) == agreement(local_report)
+    assert local_report["summary"]["unreadable"] == 3 and local_report["summary"]["compared"] > 5
+    for message in ("notes.jpg: not an image mldeploy reads", "empty.png: empty file"):
+        assert message in ray.stderr, ray.stderr
+
+
+def test_a_pool_that_starves_reading_is_refused(project_dir):
+    result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray", "--actors", "2", "--actor-cpus", "64")
+    assert result.returncode == 2
+    assert "leaves no CPU for reading images" in result.stderr
+
+
+def test_engine_options_without_ray_and_a_missing_extra(project_dir, tmp_path):
+    assert mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--address", "auto").returncode == 2
+    blocker = tmp_path / "blocked"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError('No module named ray (blocked by the test)')\n")
+    result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray",
+                      env={"PYTHONPATH": f"{blocker}{os.pathsep}{subprocess_env()['PYTHONPATH']}"})
+    assert result.returncode == 2 and "pip install 'mldeploy[ray]'" in result.stderr
+    help_text = mldeploy(project_dir, "--help")
+    assert help_text.returncode == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_address_of_a_head_node_on_the_loopback(project_dir):
+    """A head node the test starts on 127.0.0.1 (with token authentication, Ray's default), and stops by its PID."""
+    import shutil
+    import tempfile
+
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths must stay under 108 characters: not under pytest's tmp_path
+    log = open(os.path.join(temp, "head.log"), "w")
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={port}", "--num-cpus", "2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            env=subprocess_env(**RAY_ENV, RAY_AUTH_MODE="token"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Ray runtime started" not in open(log.name).read():
+            assert head.poll() is None, open(log.name).read()[-2000:]
+            time.sleep(0.5)
+        result = mldeploy(project_dir, "shadow", "shapes", "--model", "shapes", "--new", "blind", "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                          "--actors", "1", "--actor-cpus", "0.5", "--format", "json", env={"RAY_AUTH_MODE": "token"})
+        assert result.returncode == 3, result.stderr  # the blind version fails its recall gate, on the cluster
+        report = json.loads(result.stdout)
+        assert report["settings"]["address"] == f"127.0.0.1:{port}" and report["summary"]["recall"] == 0
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # this head node and what it started, by its PID: never another cluster
+        head.wait(30)
+        subprocess.run(["pkill", "-9", "-f", temp])  # its GCS and raylet left the group: they carry its temp folder in their arguments
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_canary_on_ray_walks_the_same_steps_as_local(project_dir):
+    args = ("canary", "shapes", "photos", "--model", "shapes", "--new", "blind", "--steps", "30,60,100", "--dry-run", "--gates", "none",
+            "--min-recall", "0.9", "--format", "json")
+    local, ray = mldeploy(project_dir, *args), mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25")
+    assert local.returncode == ray.returncode == 3, ray.stderr
+    steps = [json.loads(r.stdout)["timeline"] for r in (local, ray)]
+
+    def shape(timeline):
+        return [(s["share"], s["canary_requests"], s["verdict"], s.get("summary", {}).get("recall") if s.get("summary") else None) for s in timeline]
+
+    assert shape(steps[1]) == shape(steps[0])
+    assert json.loads(ray.stdout)["settings"]["engine"] == "ray"
+
+
+def test_an_actor_killed_mid_run_neither_loses_nor_duplicates_an_image(project_dir):
+    """kill -9 a replay actor while it works: Ray Data starts another and replays the unfinished batch."""
+    import shutil
+
+    many = project_dir / "many"
+    many.mkdir()
+    photos = sorted((project_dir / "photos").glob("*.jpg"))
+    for n in range(40):
+        shutil.copy(photos[n % len(photos)], many / f"{n:02d}-{photos[n % len(photos)].name}")
+    args = ("shadow", "many", "--new", "slow", "--gates", "none", "--format", "json")  # faces@slow: about 0.3 s an image
+    command = [sys.executable, "-m", "mldeploy", *args, "--engine", "ray", "--actors", "1", "--actor-cpus", "0.5"]
+    run = subprocess.Popen(command, cwd=project_dir, env=subprocess_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and run.poll() is None:
+        found = subprocess.run(["pgrep", "-f", "ReplayActor"], capture_output=True, text=True).stdout.split()
+        if found:
+            time.sleep(4)  # into its batches
+            os.kill(int(found[0]), signal.SIGKILL)
+            killed = found[0]
+        time.sleep(0.2)
+    out, err = run.communicate(timeout=300)
+    assert killed is not None, "no actor process was seen"
+    assert run.returncode == 0 and out.startswith("{"), (out[:2000], err[-2000:])
+    ray_report = json.loads(out)
+    names = [i["image"] for i in ray_report["images"]]
+    assert len(names) == len(set(names)) == 40
+    local = mldeploy(project_dir, *args)
+    assert local.returncode == 0, local.stderr[-2000:]
+    assert agreement(ray_report) == agreement(json.loads(local.stdout))
