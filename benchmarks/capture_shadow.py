@@ -165,10 +165,7 @@ def main() -> int:
                   f"evicted {now['evicted']}")
             if mode == "idle" and (to95 is None or to95 > 30):
                 missed.append(f"95% of the captured requests were compared {to95 if to95 is not None else 'more than 600'} s after the load (target 30 s)")
-    for line in missed:
-        print(f"MISSED: {line}")
-    print("all targets met" if not missed else "")
-    return 1 if missed else 0
+    return common.verdict(missed)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def verdict(missed: list[str]) -> int:
+    """Print each missed target (or that all were met) and return the script's exit status."""
+    for line in missed:
+        print(f"MISSED: {line}")
+    print("all targets met" if not missed else "")
+    return 1 if missed else 0

@@ -23,7 +23,7 @@ import io
 import sys
 import time
 
-import common  # noqa: F401 - puts the repository on the path
+import common
 import numpy as np
 
 from mldeploy.detections import Detections
@@ -107,10 +107,7 @@ def main() -> int:
         missed.append(f"scoring takes {share:.1%} of inference (target < 5%)")
     if abs(result.map - ev.stats[0]) > 1e-6 or abs(result.map50 - ev.stats[1]) > 1e-6:
         missed.append("the mAP differs from pycocotools'")
-    for line in missed:
-        print(f"MISSED: {line}")
-    print("all targets met" if not missed else "")
-    return 1 if missed else 0
+    return common.verdict(missed)
 
 
 if __name__ == "__main__":

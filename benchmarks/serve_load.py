@@ -194,10 +194,7 @@ def main() -> int:
             missed.append(f"shadow adds {added * 100:.1f}% to the live p50 at concurrency 1 (target < 10%)")
     if any(versus[("mldeploy serve", c)]["failed"] for c, _ in levels):
         missed.append("mldeploy serve failed requests")
-    for line in missed:
-        print(f"MISSED: {line}")
-    print("all targets met" if not missed else "")
-    return 1 if missed else 0
+    return common.verdict(missed)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from mldeploy.detections import Detections
 from mldeploy.errors import CaptureError
+from mldeploy.store.common import immediate
 
 INDEX = "capture.db"
 BLOBS = "blobs"
@@ -214,16 +215,8 @@ class CaptureStore:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._db) as db:
+            yield db
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

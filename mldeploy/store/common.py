@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from datetime import datetime, timezone
+from typing import Iterator
 
 
 def now() -> str:
@@ -14,3 +16,17 @@ def now() -> str:
 def has_table(db: sqlite3.Connection, name: str) -> bool:
     """Whether an older file already has ``name`` (a reader never migrates)."""
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes the write lock first (``BEGIN IMMEDIATE``): committed when the
+    block ends, rolled back when it raises. ``db`` must be in autocommit mode (``isolation_level=None``)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise

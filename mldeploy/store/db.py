@@ -15,6 +15,7 @@ from typing import Iterator
 
 from mldeploy.errors import StateError
 from mldeploy.store import pins, releases, routes, shadow_stats
+from mldeploy.store.common import immediate
 
 DB_NAME = "state.db"
 
@@ -42,15 +43,8 @@ class SQLiteDatabase:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect(write=True) as db:
-            try:
-                db.execute("BEGIN IMMEDIATE")  # take the write lock before reading what is live
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        with self._connect(write=True) as db, immediate(db):  # the write lock before reading what is live
+            yield db
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -71,16 +71,8 @@ def score_image(name: str, truth: Detections, ignored: Detections, prediction: D
     return ImageScore(name, truth, prediction, comparison, ignored, tuple(on_ignored))
 
 
-@dataclass
-class LabelScore:
-    label: str
-    truths: int = 0
-    predictions: int = 0
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    ap50: float | None = None
-    ap: float | None = None  # AP@0.5:0.95
+class _Rates:
+    """Precision and recall from a subclass's ``tp``, ``fp`` and ``fn`` (None when there is nothing to divide by)."""
 
     @property
     def precision(self) -> float | None:
@@ -92,7 +84,19 @@ class LabelScore:
 
 
 @dataclass
-class Evaluation:
+class LabelScore(_Rates):
+    label: str
+    truths: int = 0
+    predictions: int = 0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    ap50: float | None = None
+    ap: float | None = None  # AP@0.5:0.95
+
+
+@dataclass
+class Evaluation(_Rates):
     """Everything ``mldeploy eval`` reports, and what ``shadow --labels`` gates on."""
 
     model: str
@@ -101,7 +105,6 @@ class Evaluation:
     confusion: dict[tuple[str, str], int]  # (true label or background, predicted label or background) -> boxes
     map50: float | None
     map: float | None
-    extra: dict = field(default_factory=dict)
 
     @property
     def tp(self) -> int:
@@ -114,14 +117,6 @@ class Evaluation:
     @property
     def fn(self) -> int:
         return sum(s.fn for s in self.per_label.values())
-
-    @property
-    def precision(self) -> float | None:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
-
-    @property
-    def recall(self) -> float | None:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
 
 
 def evaluate(model: str, scores: Sequence[ImageScore], classes: Sequence[str]) -> Evaluation:
