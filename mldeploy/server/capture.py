@@ -34,7 +34,7 @@ class Capturer:
 
     def __init__(self, config: ServerConfig, metrics: Metrics, on_shadow_counts=None) -> None:
         self.metrics = metrics
-        self.rate = config.capture_rate if config.capture_dir is not None else 0.0
+        self.rate = config.capture_rate
         self.persistent = config.capture_dir is not None
         self._temporary: Path | None = None
         if config.capture_dir is not None:
@@ -54,15 +54,15 @@ class Capturer:
         return self.store.folder
 
     def wants(self, model: str, shadow: str | None) -> bool:
-        """Capture this request? Every one a shadow is waiting for; else the configured share, spread
-        evenly (request n is kept when n x rate passes a whole number: 0.25 keeps every fourth)."""
+        """Capture this request? With ``--capture``, the configured share of each model's requests, spread
+        evenly (request n is kept when n x rate passes a whole number: 0.25 keeps every fourth), and the
+        shadow sees that share. Without it, every request a shadow waits for, in the temporary capture."""
+        if not self.persistent:
+            return shadow is not None
         with self._lock:
             n = self._seen.get(model, 0)
             self._seen[model] = n + 1
-        if self.rate <= 0:
-            return shadow is not None
-        sampled = int((n + 1) * self.rate) > int(n * self.rate)
-        return sampled or (shadow is not None and not self.persistent)
+        return int((n + 1) * self.rate) > int(n * self.rate)
 
     def capture(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> None:
         """Write one request (called after the response, on a worker thread); never raises."""
