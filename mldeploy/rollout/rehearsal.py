@@ -111,6 +111,18 @@ class Rehearsal:
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
 
+def _on_ray(r: Rehearsal, ray: RayOptions):
+    """A connection to the Ray cluster for this rehearsal, after the checks that must come first: image
+    files (not a capture), and both versions' pins (one line here, not an error in every actor)."""
+    from mldeploy.rollout.ray_engine import session
+
+    if r.capture is not None:
+        raise UsageError("--engine ray replays image files; a capture replays on the local engine")
+    r.project.check_pins(r.old_spec)
+    r.project.check_pins(r.new_spec)
+    return session(ray)
+
+
 @dataclass(frozen=True)
 class _Named:
     """A version the canary engine only names (on Ray, the actors load and run it)."""
@@ -174,13 +186,9 @@ def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Calla
            ray: RayOptions | None = None) -> Report:
     """Replay every image through both versions and judge the gates; with ``ray``, on a Ray cluster."""
     if ray is not None:
-        if r.capture is not None:
-            raise UsageError("--engine ray replays image files; a capture replays on the local engine")
-        from mldeploy.rollout.ray_engine import run_shadow_ray, session
+        from mldeploy.rollout.ray_engine import run_shadow_ray
 
-        r.project.check_pins(r.old_spec)  # refused here, in one line, before any actor starts
-        r.project.check_pins(r.new_spec)
-        with session(ray):
+        with _on_ray(r, ray):
             run = run_shadow_ray(r.images, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
                                  labels=r.labels, truths=r.truths, on_record=on_record)
         engine = {"engine": "ray", "address": ray.address or "local"}
@@ -208,15 +216,11 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
     if r.old_spec.backend == "recorded" and not dry_run:
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
-    replay_slice, engine = None, {}
+    replay_slice, engine, connection = None, {}, contextlib.nullcontext()
     if ray is not None:  # each step replays its new slice of buckets on the cluster; the gates are judged here, on the running totals
-        if r.capture is not None:
-            raise UsageError("--engine ray replays image files; a capture replays on the local engine")
-        from mldeploy.rollout.ray_engine import run_shadow_ray, session
+        from mldeploy.rollout.ray_engine import run_shadow_ray
 
-        r.project.check_pins(r.old_spec)
-        r.project.check_pins(r.new_spec)
-        connected = session(ray)  # one connection for every step
+        connection = _on_ray(r, ray)  # one connection for every step
 
         def replay_slice(items, start):
             if not items:
@@ -226,7 +230,7 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
 
         engine = {"engine": "ray", "address": ray.address or "local"}
     old, new = (r.old, r.new) if ray is None else (_Named(r.old_spec), _Named(r.new_spec))
-    with connected if ray is not None else contextlib.nullcontext():
+    with connection:
         run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
                          truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, replay_slice=replay_slice)
     last = run.last_step
