@@ -10,7 +10,10 @@ from typing import Annotated, List, Optional
 import typer
 
 from mldeploy.cli.console import err_console, error_line, escape, out_console, progress_bar
-from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, HtmlOption, JunitOption, LabelMapOption, NamesOption, ReportOption, StateDirOption, TopOption, project
+from mldeploy.cli.options import (
+    DEFAULT_MODEL, ActorCpusOption, ActorsOption, AddressOption, ConfigOption, EngineOption, HtmlOption, JunitOption, LabelMapOption, NamesOption,
+    ReportOption, StateDirOption, TopOption, project, ray_options,
+)
 from mldeploy.cli.reporting import ReportFormat
 from mldeploy.errors import EXIT_GATE_FAILED, OutputError, UsageError
 
@@ -29,6 +32,10 @@ def eval_command(
     report: ReportOption = None,
     junit: JunitOption = None,
     html: HtmlOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    actor_cpus: ActorCpusOption = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (when it is a terminal).")] = True,
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
@@ -56,9 +63,20 @@ def eval_command(
             check_folder_destination(html, inputs, "--html")
     except OutputError as exc:
         raise UsageError(str(exc)) from None
+    ray = ray_options(engine, address, actors, actor_cpus)
     proj = project(state_dir, config)
+    detect = None
+    if ray is not None:
+        from mldeploy.rollout.ray_engine import detect_ray, session
+
+        def detect(images, spec, on_image):
+            with session(ray):
+                return detect_ray(images, proj, spec.ref, options=ray, on_image=on_image)
+
     with progress_bar("eval", len(inputs), progress) as advance:
-        run = run_eval(proj, paths, labels, model=model, label_map=label_map, names=names, on_image=advance)
+        run = run_eval(proj, paths, labels, model=model, label_map=label_map, names=names, on_image=advance, detect=detect)
+    if ray is not None:
+        run.settings.update(engine="ray", address=ray.address or "local")
     gates: list[GateResult] = []
     if min_map is not None:
         gates = evaluate(_Scores(TruthScores(new=run.evaluation)), {"min_map": min_map})

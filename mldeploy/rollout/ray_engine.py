@@ -152,6 +152,62 @@ class ReplayActor:
         return out
 
 
+class DetectActor:
+    """One version, loaded once per actor; ``__call__`` runs it on a batch of images (``mldeploy eval``)."""
+
+    def __init__(self, state_dir: str | None, config_path: str | None, ref: str, cwd: str) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from mldeploy.project import Project
+
+        project = Project(state_dir=Path(state_dir) if state_dir else None, config_path=Path(config_path) if config_path else None, cwd=Path(cwd))
+        self.detector = project.load(project.registry().resolve(ref))
+
+    def __call__(self, batch: dict) -> dict:
+        from mldeploy.capture.store import answer_to_json
+        from mldeploy.images import decode_image
+        from mldeploy.pipeline import run_detector
+
+        out: dict[str, list] = {"path": [], "answer": [], "seconds": [], "error": []}
+        for path, data in zip(batch["path"], batch["bytes"]):
+            answer, seconds, error = None, 0.0, None
+            try:
+                detections, seconds = run_detector(self.detector, decode_image(bytes(data)))
+                answer = answer_to_json(detections)
+            except MldeployError as exc:
+                error = f"{type(exc).__name__}:{exc}"
+            for key, value in (("path", str(path)), ("answer", answer), ("seconds", seconds), ("error", error)):
+                out[key].append(value)
+        return out
+
+
+def detect_ray(inputs: Sequence[ImageInput], project, ref: str, *, options: RayOptions,
+               on_image: Callable[[DetectionResult], None] | None = None) -> list[DetectionResult]:
+    """``ref`` on every image, on a Ray cluster: one :class:`DetectionResult` per image, in input order."""
+    from mldeploy.capture.store import answer_from_json
+
+    ray = connect(options)
+    actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
+    by_path = {str(item.path.resolve()): (i, item) for i, item in enumerate(inputs)}
+    found = ray.data.read_binary_files(list(by_path), include_paths=True).map_batches(
+        DetectActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
+        fn_constructor_kwargs={**_project_args(project), "ref": ref})
+    results: list[tuple[int, DetectionResult]] = []
+    for row in found.iter_rows():
+        index, item = by_path[_local(row["path"], by_path)]
+        error = _error(row["error"])
+        result = DetectionResult(item.display, ref, answer_from_json(row["answer"]) if error is None else None, error, float(row["seconds"]))
+        results.append((index, result))
+        if on_image is not None:
+            on_image(result)
+    return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+
+
+def _project_args(project) -> dict[str, str | None]:
+    """How an actor opens the same project as the driver (absolute paths: a worker's folder is its own)."""
+    return {"state_dir": str(Path(project.state_dir).resolve()) if project.state_dir else None,
+            "config_path": str(Path(project.config_path).resolve()) if project.config_path else None, "cwd": str(project.cwd)}
+
+
 def _error(text: str | None) -> MldeployError | None:
     if text is None:
         return None
@@ -192,9 +248,7 @@ def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref:
     dataset = ray.data.read_binary_files(list(by_path), include_paths=True)
     replayed = dataset.map_batches(
         ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
-        fn_constructor_kwargs={"state_dir": str(Path(project.state_dir).resolve()) if project.state_dir else None,
-                               "config_path": str(Path(project.config_path).resolve()) if project.config_path else None,
-                               "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None, "cwd": str(project.cwd)})
+        fn_constructor_kwargs={**_project_args(project), "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None})
     records: list[ShadowRecord] = []
     for row in replayed.iter_rows():
         index, item = by_path[_local(row["path"], by_path)]

@@ -48,6 +48,9 @@ class Capturer:
         self._lock = threading.Lock()
         self._problem: str | None = None
         self.pending_signal = threading.Event()  # set when a request for a shadow was captured
+        # Held while a request changes state in the capture *and* in the counters (captured, settled,
+        # evicted), and while they are read together: captured = compared + errors + pending + evicted, always.
+        self.books = threading.Lock()
 
     @property
     def folder(self) -> Path:
@@ -67,7 +70,9 @@ class Capturer:
     def capture(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> None:
         """Write one request (called after the response, on a worker thread); never raises."""
         try:
-            added = self.store.add(data, model, version, route, answer, seconds, shadow)
+            with self.books:
+                added = self.store.add(data, model, version, route, answer, seconds, shadow)
+                self._count(added, model, version, shadow)
         except (OSError, sqlite3.Error) as exc:
             self.metrics.capture_failed.labels(model).inc()
             self._report(f"cannot write to capture folder {self.folder}: {getattr(exc, 'strerror', None) or exc}; "
@@ -80,14 +85,16 @@ class Capturer:
         self._report(None)
         self.metrics.captured.labels(model).inc()
         self.metrics.capture_bytes.set(added.used_bytes)
+        if added.id is not None and shadow is not None:
+            self.pending_signal.set()
+
+    def _count(self, added, model: str, version: str, shadow: str | None) -> None:
         counts = self.on_shadow_counts or (lambda *key, **counts: None)
         if shadow is not None:
             counts(model, version, shadow, captured=1)
         for (m, live, shadow_version), n in added.evicted_pending.items():
             self.metrics.capture_evicted.labels(m).inc(n)
             counts(m, live, shadow_version, evicted=n)
-        if added.id is not None and shadow is not None:
-            self.pending_signal.set()
 
     def _report(self, problem: str | None) -> None:
         """Log the folder's condition when it changes, not on every request."""

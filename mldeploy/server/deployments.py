@@ -164,8 +164,9 @@ class Deployments:
     def shadow_stats(self, name: str) -> list[dict]:
         """The shadow counters recorded for a model, including those not yet written, each with the
         requests still waiting in this server's capture (``pending``)."""
-        self.mirror.flush()
-        pending = self.capturer.store.pending(name)
+        with self.capturer.books:  # the counters and the capture's pending list, at one instant
+            self.mirror.flush()
+            pending = self.capturer.store.pending(name)
         rows = self.project.store().shadow_stats(name)
         for row in rows:
             row["pending"] = pending.get((name, row["live_version"], row["shadow_version"]), 0)

@@ -109,8 +109,9 @@ def score(answers: Sequence[tuple[ImageInput, DetectionResult]], truths: Truths,
 
 
 def run_eval(project, paths: Sequence[str], labels: str | Path, *, model: str, label_map: str | None = None, names: Path | None = None,
-             on_image: Callable[[DetectionResult], None] | None = None) -> EvalRun:
-    """Run ``model`` on every image and score it against the labels.
+             on_image: Callable[[DetectionResult], None] | None = None, detect=None) -> EvalRun:
+    """Run ``model`` on every image and score it against the labels. ``detect(images, spec, on_image)``
+    replaces the local run (the Ray engine); it returns one result per image, in order.
 
     Raises:
         LabelsError: the labels cannot be read (exit 2). UsageError: no image.
@@ -120,13 +121,16 @@ def run_eval(project, paths: Sequence[str], labels: str | Path, *, model: str, l
     if not images:
         raise UsageError("no images to evaluate: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
     truths = read_truths(labels, images, spec.classes, label_map=label_map, project_map=project.label_map(), names=names)
-    detector = project.load(spec)
     started = time.perf_counter()
-    results = []
-    for result in detect_images(images, detector, reduced_decode=False):  # full decoding: the same pixels shadow --labels sees
-        results.append(result)
-        if on_image is not None:
-            on_image(result)
+    if detect is not None:
+        project.check_pins(spec)
+        results = detect(images, spec, on_image)
+    else:
+        results = []
+        for result in detect_images(images, project.load(spec), reduced_decode=False):  # full decoding: the pixels shadow --labels sees
+            results.append(result)
+            if on_image is not None:
+                on_image(result)
     evaluation = evaluate(spec.ref, score(list(zip(images, results)), truths), spec.classes)
     settings = {"model": spec.ref, "labels": str(labels), "format": truths.labels.format, "iou": 0.5}
     return EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started)

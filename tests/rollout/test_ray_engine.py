@@ -150,3 +150,14 @@ def test_an_actor_killed_mid_run_neither_loses_nor_duplicates_an_image(project_d
     local = mldeploy(project_dir, *args)
     assert local.returncode == 0, local.stderr[-2000:]
     assert agreement(ray_report) == agreement(json.loads(local.stdout))
+
+
+def test_eval_on_ray_scores_like_local(project_dir, with_bad_files):
+    args = ("eval", "photos", "--labels", "photos/labels/faces.json", "--format", "json")
+    local, ray = mldeploy(project_dir, *args), mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25")
+    assert local.returncode == ray.returncode == 1, ray.stderr  # the three bad files have no labels and cannot be read
+    local_report, ray_report = json.loads(local.stdout), json.loads(ray.stdout)
+    assert ray_report["settings"]["engine"] == "ray"
+    for key in ("summary", "images", "problems", "failed"):
+        assert ray_report[key] == local_report[key], key
+    assert ray_report["summary"]["tp"] == 2 and len(ray_report["failed"]) == 3

@@ -234,7 +234,7 @@ def test_shadow_mode_always_compares_beside_the_traffic(serve, project_dir):
     images = photos(project_dir)
     assert all(post(server, data).status_code == 200 for data in images)
     p = drained(server, len(images))
-    assert p["compared"] == len(images)
+    assert p["compared"] == len(images), (p, server.output()[-3000:])
 
 
 def test_serve_refuses_a_folder_that_is_not_a_capture(serve, project_dir):

@@ -181,8 +181,9 @@ class ShadowMirror:
         try:
             data = store.read_blob(record)
         except OSError as exc:  # pruned or deleted meanwhile
-            if store.settle(record.id, ERROR, f"captured image unreadable: {exc.strerror or exc}"):
-                self._count(key, Tally(requests=1, errors=1))
+            with self.capturer.books:
+                if store.settle(record.id, ERROR, f"captured image unreadable: {exc.strerror or exc}"):
+                    self._count(key, Tally(requests=1, errors=1))
             return
         self.busy = True
         try:
@@ -198,16 +199,18 @@ class ShadowMirror:
             self.busy = False
         if error is not None:
             log.warning("shadow %s failed on captured request #%d: %s", shadow.ref, record.id, error)
-            if store.settle(record.id, ERROR, error):
-                self.metrics.shadow_results.labels(*labels, "error").inc()
-                self._count(key, Tally(requests=1, errors=1))
+            with self.capturer.books:
+                if store.settle(record.id, ERROR, error):
+                    self.metrics.shadow_results.labels(*labels, "error").inc()
+                    self._count(key, Tally(requests=1, errors=1))
             return
         self.metrics.inference.labels(record.model, shadow.version, "shadow").observe(answer.seconds)
         comparison = match(record.answer, answer.detections)
         counts = AgreementCounts.of(comparison)
-        if store.settle(record.id, COMPARED, counts.to_row()):
-            self.metrics.shadow_results.labels(*labels, "agree" if comparison.agrees else "disagree").inc()
-            self._count(key, Tally(counts, requests=1))
+        with self.capturer.books:
+            if store.settle(record.id, COMPARED, counts.to_row()):
+                self.metrics.shadow_results.labels(*labels, "agree" if comparison.agrees else "disagree").inc()
+                self._count(key, Tally(counts, requests=1))
 
     def _count(self, key: tuple[str, str, str], tally: Tally) -> None:
         with self._tally_lock:
