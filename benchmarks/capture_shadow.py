@@ -75,16 +75,7 @@ def load(url: str, photos: list[bytes], concurrency: int, seconds: float) -> dic
                     failed += not ok
                 n += concurrency
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-    return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": statistics.median(latencies),
-            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], "failed": failed}
+    return {**common.run_clients([lambda i=i: client(i) for i in range(concurrency)], latencies), "failed": failed}
 
 
 def shadow_pair(url: str) -> dict:

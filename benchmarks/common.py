@@ -72,3 +72,21 @@ def verdict(missed: list[str]) -> int:
         print(f"MISSED: {line}")
     print("all targets met" if not missed else "")
     return 1 if missed else 0
+
+
+def run_clients(workers: Sequence[Callable[[], None]], latencies: list[float]) -> dict[str, float]:
+    """Run the load generator's client threads to the end; requests/second, p50 and p99 of ``latencies``
+    (which the clients fill)."""
+    import statistics
+    import threading
+
+    threads = [threading.Thread(target=w) for w in workers]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": statistics.median(latencies),
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}

@@ -101,16 +101,7 @@ def load(url: str, photos: list[tuple[str, bytes]], concurrency: int, requests: 
                     latencies.append(time.perf_counter() - started)
                     failures += not ok
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-    return {"rps": requests / wall, "p50": statistics.median(latencies), "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "failed": failures, "requests": requests}
+    return {**common.run_clients([worker] * concurrency, latencies), "failed": failures, "requests": requests}
 
 
 def run_level(command, work: Path, photos, concurrency: int, requests: int) -> dict:
