@@ -78,6 +78,13 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
 
     for arg in args:
         path = Path(arg)
+        if arg.startswith("@") and not path.exists():  # @FILE: a manifest, one path a line
+            for line, listed, problem in _manifest(Path(arg[1:])):
+                if problem is not None:
+                    failures.append((f"{arg}:{line}" if line else arg, InputNotFoundError(problem)))
+                else:
+                    add(listed, Path(arg[1:]).parent)
+            continue
         if path.is_dir():
             before = len(failures)
             found = _walk_images(path, excluded, failures)
@@ -98,6 +105,29 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
         else:
             failures.append((arg, InputNotFoundError("no such file or folder")))
     return images, failures
+
+
+def _manifest(manifest: Path) -> Iterator[tuple[int, Path | None, str | None]]:
+    """The images a manifest lists: ``(line, path, None)``, or ``(line, None, why)`` for a line that names
+    nothing readable. Paths are relative to the manifest's folder; ``#`` starts a comment. Read line by
+    line, so a list of millions of images is never held as text."""
+    from mldeploy.fileio import not_a_regular_file
+
+    why = not_a_regular_file(manifest)
+    if why is not None:
+        yield 0, None, f"manifest {manifest}: {why}"
+        return
+    with open(manifest, encoding="utf-8", errors="replace") as fh:
+        for number, raw in enumerate(fh, 1):
+            text = raw.split("#", 1)[0].strip()
+            if not text:
+                continue
+            if "://" in text:
+                yield number, None, f"{text}: only local paths can be listed (object storage is not supported yet)"
+                continue
+            listed = Path(text) if Path(text).is_absolute() else manifest.parent / text
+            problem = not_a_regular_file(listed)
+            yield (number, listed, None) if problem is None else (number, None, f"{text}: {problem}")
 
 
 def _walk_images(folder: Path, excluded: Path | None, failures: list) -> list[Path]:

@@ -154,3 +154,26 @@ def test_reduced_decoding_gives_the_full_images_boxes(samples, tmp_path):
     assert saved.detections == full.detections  # a run that saves decodes in full
     with Image.open(saved.saved_to) as annotated:
         assert annotated.size == (3072, 3072)
+
+
+def test_a_manifest_lists_images_relative_to_itself(tmp_path, samples):
+    import os
+
+    from mldeploy.pipeline import collect_inputs
+
+    folder = tmp_path / "set"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "one.jpg").write_bytes((samples / "astronaut.jpg").read_bytes())
+    absolute = tmp_path / "two.jpg"
+    absolute.write_bytes((samples / "camera.jpg").read_bytes())
+    manifest = folder / "list.txt"
+    manifest.write_text(f"a/one.jpg\n# the golden set\n\n{absolute}  # absolute\na/missing.jpg\ns3://bucket/key.jpg\na/one.jpg\n")
+    images, failures = collect_inputs([f"@{manifest}"])
+    assert [i.path for i in images] == [folder / "a" / "one.jpg", absolute]  # listed twice, replayed once
+    assert [(arg, str(err)) for arg, err in failures] == [
+        (f"@{manifest}:5", "a/missing.jpg: no such file"),
+        (f"@{manifest}:6", "s3://bucket/key.jpg: only local paths can be listed (object storage is not supported yet)")]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    images, failures = collect_inputs([f"@{fifo}", f"@{tmp_path / 'none.txt'}"])
+    assert not images and [str(err) for _, err in failures] == [f"manifest {fifo}: not a regular file (a device, pipe or socket)", f"manifest {tmp_path / 'none.txt'}: no such file"]
