@@ -55,7 +55,8 @@ def eval_command(
     from mldeploy.truth.evaluate import TruthScores
     from mldeploy.truth.run import run_eval
 
-    inputs = {item.path.resolve() for item in collect_inputs(paths)[0]}
+    collected = collect_inputs(paths)
+    inputs = {item.path.resolve() for item in collected[0]}
     try:  # before the run, as shadow does: a report that cannot be written must not cost the run
         for target in (p for p in (report, junit) if p is not None):
             check_file_destination(target, inputs)
@@ -74,7 +75,7 @@ def eval_command(
                 return detect_ray(images, proj, spec.ref, options=ray, on_image=on_image)
 
     with progress_bar("eval", len(inputs), progress) as advance:
-        run = run_eval(proj, paths, labels, model=model, label_map=label_map, names=names, on_image=advance, detect=detect)
+        run = run_eval(proj, paths, labels, model=model, label_map=label_map, names=names, on_image=advance, detect=detect, collected=collected)
     if ray is not None:
         run.settings.update(engine="ray", address=ray.address or "local")
     gates: list[GateResult] = []

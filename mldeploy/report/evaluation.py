@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from mldeploy.fileio import atomic_write
 from mldeploy.report import formats as fmt
 from mldeploy.report.html import _CSS, _rows, draw, write_report_folder
+from mldeploy.report.json_junit import label_problems_case
 from mldeploy.report.serialize import detections_to_list, evaluation_to_dict, gate_to_dict
 from mldeploy.truth.evaluate import BACKGROUND, Evaluation, ImageScore
 from mldeploy.truth.run import EvalRun
@@ -56,6 +57,7 @@ def eval_junit(run: EvalRun, gates: Sequence = ()) -> bytes:
             ET.SubElement(case, "failure", message=g.message, type="GateFailed").text = g.gate.what
         else:
             ET.SubElement(case, "system-out").text = g.message
+    label_problems_case(root, run.problems, "mldeploy.eval.labels")
     images = ET.SubElement(root, "testsuite", name="images")
     for s in e.images:
         case = ET.SubElement(images, "testcase", classname="mldeploy.eval.images", name=s.name)

@@ -41,6 +41,8 @@ def junit_xml(report: Report) -> bytes:
             ET.SubElement(case, "skipped", message=g.message)
         else:
             ET.SubElement(case, "system-out").text = g.message
+    if report.truths is not None:
+        label_problems_case(root, report.truths.problems, f"mldeploy.{report.kind}.labels")
     images = ET.SubElement(root, "testsuite", name="images")
     for r in report.records:
         seconds = (r.old.seconds + r.new.seconds) if r.input_error is None else 0.0
@@ -79,3 +81,13 @@ def junit_xml(report: Report) -> bytes:
 
 def write_junit(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
     return atomic_write(path, junit_xml(report), protect)
+
+
+def label_problems_case(root: ET.Element, problems, classname: str) -> None:
+    """Suite ``labels``: one case, an error when label entries were skipped (the run then exits 1), with
+    every problem in its output."""
+    suite = ET.SubElement(root, "testsuite", name="labels")
+    case = ET.SubElement(suite, "testcase", classname=classname, name="labels")
+    if problems:
+        ET.SubElement(case, "error", message=f"{len(problems)} label problems: entries skipped", type="LabelProblems").text = (
+            "\n".join(f"{p.kind}: {p}" for p in problems))

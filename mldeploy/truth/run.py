@@ -109,15 +109,17 @@ def score(answers: Sequence[tuple[ImageInput, DetectionResult]], truths: Truths,
 
 
 def run_eval(project, paths: Sequence[str], labels: str | Path, *, model: str, label_map: str | None = None, names: Path | None = None,
-             on_image: Callable[[DetectionResult], None] | None = None, detect=None) -> EvalRun:
+             on_image: Callable[[DetectionResult], None] | None = None, detect=None,
+             collected: tuple[list[ImageInput], list] | None = None) -> EvalRun:
     """Run ``model`` on every image and score it against the labels. ``detect(images, spec, on_image)``
-    replaces the local run (the Ray engine); it returns one result per image, in order.
+    replaces the local run (the Ray engine); it returns one result per image, in order. ``collected``:
+    ``collect_inputs(paths)`` already done by the caller (not walked twice).
 
     Raises:
         LabelsError: the labels cannot be read (exit 2). UsageError: no image.
     """
     spec = project.registry().resolve(model)
-    images, unmatched = collect_inputs(paths)
+    images, unmatched = collected if collected is not None else collect_inputs(paths)
     if not images:
         raise UsageError("no images to evaluate: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
     truths = read_truths(labels, images, spec.classes, label_map=label_map, project_map=project.label_map(), names=names)

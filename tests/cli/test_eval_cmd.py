@@ -105,3 +105,12 @@ def test_canary_with_labels_and_a_blind_candidate(cli, project_dir):
     assert result.exit_code == 3
     failed = {g["gate"] for g in json.loads(result.stdout)["gates"] if g["status"] == "fail"}
     assert {"max_map_drop", "max_recall_drop"} <= failed
+
+
+def test_skipped_labels_are_an_error_in_the_junit_file_as_in_the_exit_code(cli, project_dir, tmp_path):
+    result = cli("eval", *PHOTOS[:4], "--labels", COCO, "--junit", tmp_path / "e.xml")
+    assert result.exit_code == 1
+    junit = (tmp_path / "e.xml").read_text()
+    assert '<error message="1 label problems: entries skipped" type="LabelProblems">labels without an image:' in junit
+    clean = cli("eval", *PHOTOS, "--labels", COCO, "--junit", tmp_path / "ok.xml")
+    assert clean.exit_code == 0 and "<error" not in (tmp_path / "ok.xml").read_text()
