@@ -119,6 +119,16 @@ def _figure(record: ShadowRecord, src: str | None, error: str | None, truths=Non
     return f'<figure><img src="{src}" alt="{alt}" loading="lazy"><figcaption>{caption}</figcaption></figure>'
 
 
+def _label_problems(report: Report) -> str:
+    """With --labels: the entries skipped (the run exits 1 for them), as eval's report lists them."""
+    problems = report.truths.problems if report.truths is not None else []
+    if not problems:
+        return ""
+    esc = html.escape
+    rows = [(esc(p.kind), esc(p.file), esc(p.entry), esc(p.message)) for p in problems[:500]]
+    return f"<h2>Label problems ({len(problems)}, skipped)</h2>" + _rows(rows, ("problem", "file", "entry", "why"))
+
+
 def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
@@ -191,6 +201,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
 <h2>Summary</h2>{summary}
 <h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}
 <h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>Every image was read and answered.</p>"}
+{_label_problems(report)}
 <h2 id="disagreements">Disagreeing images ({disagreeing})</h2>
 <p>{disagreeing} of {a.images} images differ (an image the new version failed on counts).{more}</p>{legend if figures else ""}
 {"".join(figures)}

@@ -114,3 +114,10 @@ def test_skipped_labels_are_an_error_in_the_junit_file_as_in_the_exit_code(cli, 
     assert '<error message="1 label problems: entries skipped" type="LabelProblems">labels without an image:' in junit
     clean = cli("eval", *PHOTOS, "--labels", COCO, "--junit", tmp_path / "ok.xml")
     assert clean.exit_code == 0 and "<error" not in (tmp_path / "ok.xml").read_text()
+
+
+def test_shadow_html_lists_the_skipped_labels(cli, project_dir):
+    result = cli("shadow", *PHOTOS[:4], "--new", "blind", "--labels", COCO, "--html", project_dir / "page")
+    assert result.exit_code == 3
+    page = (project_dir / "page" / "index.html").read_text()
+    assert "Label problems (1, skipped)" in page and "labels without an image" in page and "rocket.jpg" in page
