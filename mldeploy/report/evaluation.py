@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from mldeploy.fileio import atomic_write
 from mldeploy.report import formats as fmt
-from mldeploy.report.html import _CSS, _rows, draw, write_report_folder
+from mldeploy.report.html import _CSS, _rows, draw, problems_table, write_report_folder
 from mldeploy.report.json_junit import label_problems_case
 from mldeploy.report.serialize import detections_to_list, evaluation_to_dict, gate_to_dict
 from mldeploy.truth.evaluate import BACKGROUND, Evaluation, ImageScore
@@ -105,7 +105,7 @@ def write_eval_html(folder: Path, run: EvalRun, gates: Sequence = (), protect: S
                        ("label", "truths", "predicted", "TP", "FP", "FN", "precision", "recall", "AP@0.5", "AP@0.5:0.95"))
         names = confusion_labels(e)
         confusion = _rows([(esc(t), *(e.confusion.get((t, p), 0) for p in names)) for t in names], ("truth \\ predicted", *names))
-        problems = _rows([(esc(p.kind), esc(p.file), esc(p.entry), esc(p.message)) for p in run.problems[:500]], ("problem", "file", "entry", "why"))
+        problems = problems_table(run.problems)
         gate_rows = _rows([(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(g.bound_text), "pass" if g.passed else "FAIL") for g in gates],
                           ("gate", "value", "bound", "result"))
         legend = ('<p class="legend"><span style="background:#28a03c">found</span><span style="background:#dc2828">missed (dashed on the right)</span>'

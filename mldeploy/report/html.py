@@ -122,11 +122,13 @@ def _figure(record: ShadowRecord, src: str | None, error: str | None, truths=Non
 def _label_problems(report: Report) -> str:
     """With --labels: the entries skipped (the run exits 1 for them), as eval's report lists them."""
     problems = report.truths.problems if report.truths is not None else []
-    if not problems:
-        return ""
+    return f"<h2>Label problems ({len(problems)}, skipped)</h2>" + problems_table(problems) if problems else ""
+
+
+def problems_table(problems) -> str:
+    """Skipped label entries, at most 500 of them (the JSON report has every one)."""
     esc = html.escape
-    rows = [(esc(p.kind), esc(p.file), esc(p.entry), esc(p.message)) for p in problems[:500]]
-    return f"<h2>Label problems ({len(problems)}, skipped)</h2>" + _rows(rows, ("problem", "file", "entry", "why"))
+    return _rows([(esc(p.kind), esc(p.file), esc(p.entry), esc(p.message)) for p in problems[:500]], ("problem", "file", "entry", "why"))
 
 
 def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
