@@ -255,11 +255,14 @@ class AgreementResult(AgreementCounts):
 
 @dataclass
 class AgreementMetric:
-    """``update(old, new)`` per image, then ``compute()``."""
+    """``update(old, new)`` per image, then ``compute()``. Streaming and mergeable: each comparison is
+    folded into counts as it comes (nothing of the image is kept), and ``a + b`` adds two shards."""
 
     iou_threshold: float = 0.5
     drift_iou: float = DRIFT_IOU
-    _comparisons: list[ImageComparison] = field(default_factory=list)
+    _total: AgreementCounts = field(default_factory=AgreementCounts)
+    _answered: AgreementCounts = field(default_factory=AgreementCounts)
+    _per_label: dict[str, Counter] = field(default_factory=dict)
 
     def update(self, old: Detections, new: Detections) -> ImageComparison:
         comparison = match(old, new, self.iou_threshold, self.drift_iou)
@@ -268,33 +271,39 @@ class AgreementMetric:
 
     def add(self, comparison: ImageComparison) -> None:
         """Count a comparison made elsewhere (the shadow engine matches once and shares it)."""
-        self._comparisons.append(comparison)
-
-    def reset(self) -> None:
-        self._comparisons.clear()
-
-    def compute(self) -> AgreementResult:
-        per_label: dict[str, Counter] = {}
+        c = comparison
+        counts = AgreementCounts.of(c)
+        self._total += counts
+        if not c.new_failed:
+            self._answered += counts
 
         def bump(label, key: str) -> None:
-            per_label.setdefault(str(label), Counter())[key] += 1
+            self._per_label.setdefault(str(label), Counter())[key] += 1
 
-        for c in self._comparisons:
-            for label in c.old.label:
-                bump(label, "old")
-            for label in c.new.label:
-                bump(label, "new")
-            for i, _, _ in c.matched:
-                bump(c.old.label[i], "matched")
-            for i in c.missing:
-                bump(c.old.label[i], "missing")
-            for j in c.extra:
-                bump(c.new.label[j], "extra")
-            for i, _, _ in c.relabelled:
-                bump(c.old.label[i], "relabelled")
-            for i, _, _ in c.drifted:
-                bump(c.old.label[i], "drifted")
-        total = sum((AgreementCounts.of(c) for c in self._comparisons), AgreementCounts())
-        answered = sum((AgreementCounts.of(c) for c in self._comparisons if not c.new_failed), AgreementCounts())
-        per_label_counts = {label: LabelAgreement(**counts) for label, counts in sorted(per_label.items())}
-        return AgreementResult(**{f.name: getattr(total, f.name) for f in fields(AgreementCounts)}, per_label=per_label_counts, answered=answered)
+        for label in c.old.label:
+            bump(label, "old")
+        for label in c.new.label:
+            bump(label, "new")
+        for i, _, _ in c.matched:
+            bump(c.old.label[i], "matched")
+        for i in c.missing:
+            bump(c.old.label[i], "missing")
+        for j in c.extra:
+            bump(c.new.label[j], "extra")
+        for i, _, _ in c.relabelled:
+            bump(c.old.label[i], "relabelled")
+        for i, _, _ in c.drifted:
+            bump(c.old.label[i], "drifted")
+
+    def __add__(self, other: "AgreementMetric") -> "AgreementMetric":
+        labels = {label: Counter(self._per_label.get(label)) + Counter(other._per_label.get(label))
+                  for label in {*self._per_label, *other._per_label}}
+        return AgreementMetric(self.iou_threshold, self.drift_iou, self._total + other._total, self._answered + other._answered, labels)
+
+    def reset(self) -> None:
+        self._total, self._answered, self._per_label = AgreementCounts(), AgreementCounts(), {}
+
+    def compute(self) -> AgreementResult:
+        per_label_counts = {label: LabelAgreement(**counts) for label, counts in sorted(self._per_label.items())}
+        return AgreementResult(**{f.name: getattr(self._total, f.name) for f in fields(AgreementCounts)}, per_label=per_label_counts,
+                               answered=self._answered)

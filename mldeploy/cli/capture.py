@@ -88,8 +88,9 @@ def summary(folder: FolderArgument, output: FormatOption = ListFormat.table) -> 
     if output is ListFormat.json:
         typer.echo(json.dumps(info, indent=2))
         return
-    out_console().print(f"capture {folder}: {info['requests']} requests, {info['images']} distinct images, "
-                      f"{_mib(info['bytes'])} of a {_mib(info['budget_bytes'])} budget")
+    # The figures first: a long folder name wraps at the terminal's width, and must not split them.
+    out_console().print(f"{info['requests']} requests, {info['images']} distinct images, "
+                      f"{_mib(info['bytes'])} of a {_mib(info['budget_bytes'])} budget: capture {folder}")
     if info["groups"]:
         table = Table(title="requests", title_justify="left")
         for column in ("answered by", "route", "requests", "first (UTC)", "last (UTC)"):

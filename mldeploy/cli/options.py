@@ -84,11 +84,19 @@ InconclusiveOption = Annotated[Optional[str], typer.Option(
 ClassesOption = Annotated[Optional[str], typer.Option("--classes", show_default=False, help="Compare only these labels, comma separated.")]
 TopOption = Annotated[int, typer.Option("--top", min=0, help="Show the N most disagreeing images.")]
 ReportOption = Annotated[Optional[Path], typer.Option("--report", show_default=False, rich_help_panel="Reports",
-                                                      help="Write the full result, every image (and a canary's timeline), as JSON here.")]
+                                                      help="Write the full result as JSON here: every image (a long replay: its errors and most disagreeing; "
+                                                           "every row goes to --records), and a canary's timeline.")]
 JunitOption = Annotated[Optional[Path], typer.Option("--junit", show_default=False, rich_help_panel="Reports",
-                                                     help="Write JUnit XML here: a test case per image and per gate.")]
+                                                     help="Write JUnit XML here: a test case per gate and per image listed.")]
 HtmlOption = Annotated[Optional[Path], typer.Option("--html", show_default=False, rich_help_panel="Reports",
                                                     help="Write an HTML report into this folder: summary and disagreeing images side by side.")]
+RecordsOption = Annotated[Optional[Path], typer.Option(
+    "--records", metavar="DIR", show_default=False, rich_help_panel="Reports",
+    help="Write every image's row into this folder as it finishes (records.jsonl or records.parquet); a long replay's reports list "
+         "only its errors and most disagreeing images.")]
+RecordsFormatOption = Annotated[str, typer.Option(
+    "--records-format", metavar="jsonl|parquet", rich_help_panel="Reports",
+    help="Format of --records: JSON lines, or Parquet (needs pyarrow, which 'mldeploy\[ray]' brings).")]
 ParallelOption = Annotated[bool, typer.Option(
     "--parallel", help="Run the two versions at the same time on two threads: faster only when a version leaves a core idle "
     "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from enum import Enum
@@ -13,9 +14,32 @@ from mldeploy.cli.console import err_console, error_line, escape, out_console
 from mldeploy.errors import EXIT_GATE_FAILED, OutputError
 
 
+#: Errors named one a line on stderr; the rest are counted (every one is in the JSON report or --records).
+ERROR_LINES = 50
+
+
 class ReportFormat(str, Enum):
     table = "table"
     json = "json"
+
+
+@contextlib.contextmanager
+def recording(folder: Path | None, fmt: str, truths, then=None):
+    """The ``on_record`` of a replay: each image's row into ``--records`` as it finishes, then ``then(record)``
+    (the progress bar). A run that fails leaves ``records.FORMAT.partial`` with the rows written so far."""
+    if folder is None:
+        yield then
+        return
+    from mldeploy.report.records import RecordsWriter
+
+    with RecordsWriter(folder, fmt, truths) as writer:
+        def on_record(record) -> None:
+            writer.write(record)
+            if then is not None:
+                then(record)
+
+        yield on_record
+    err_console.print(f"wrote {escape(str(writer.path))} ({writer.rows} rows)")
 
 
 def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | None, html: Path | None, top: int) -> None:
@@ -42,17 +66,21 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
 
     for arg, err in report.unmatched:
         error_line(f"{escape(arg)}: {escape(str(err))}")
-    for record in report.records:
-        if record.input_error is not None:
-            error_line(f"{escape(record.source)}: {escape(str(record.input_error))}")
-        else:
-            for side in (record.old, record.new):
-                if not side.ok:
-                    error_line(f"{escape(record.source)}: {escape(str(side.error))}")
+    failures = [(record.source, str(record.input_error)) for record in report.records if record.input_error is not None]
+    failures += [(record.source, str(side.error)) for record in report.records if record.input_error is None
+                 for side in (record.old, record.new) if not side.ok]
+    for source, message in failures[:ERROR_LINES]:
+        error_line(f"{escape(source)}: {escape(message)}")
+    s = report.summary
+    errors = s.unreadable + s.old_errors + s.new_errors
+    if errors > min(len(failures), ERROR_LINES):
+        where = (f"--records {report.settings['records']}" if report.settings.get("records")
+                 else "the JSON report" if report.complete else "every row: rerun with --records DIR")
+        error_line(f"{errors - min(len(failures), ERROR_LINES)} more errors ({s.unreadable} unreadable, {s.old_errors} old-version, "
+                   f"{s.new_errors} new-version in all): see {escape(where)}")
     v = report.verdict
     for g in v.deciding if not v.ok else ():
         error_line(f"gate {'failed' if g.failed else 'inconclusive'}: {escape(g.message)}")
-    s = report.summary
     where = f"({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, {report.wall_seconds:.1f} s)"
     for exc in unwritten:
         error_line(escape(str(exc)))

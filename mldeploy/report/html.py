@@ -29,14 +29,13 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
     from mldeploy.annotate import ComparisonAnnotator
 
     def build(staging: Path) -> str:
-        disagreeing = [r for r in report.records if r.comparison is not None and not r.comparison.agrees]
         annotator = ComparisonAnnotator()
         figures = []
         for n, record in enumerate(most_disagreeing(report.records, max_images), 1):
             name, error = draw(staging, n, record.item.path, lambda image: annotator.annotate(
                 image, record.comparison, (f"old: {record.old.model}", f"new: {record.new.model}")))
             figures.append(_figure(record, name, error, report.truths))
-        return _page(report, figures, len(disagreeing))
+        return _page(report, figures, report.summary.agreement.disagreeing_images)
 
     return write_report_folder(folder, protect, build)
 
@@ -137,6 +136,16 @@ def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _partial_note(report: Report, listed: int) -> str:
+    """What a long replay's page leaves out, and where it is."""
+    s = report.summary
+    if report.complete or not (s.unreadable or s.old_errors or s.new_errors):
+        return ""
+    where = f" Every image's row is in <code>{html.escape(str(report.settings['records']))}</code>." if report.settings.get("records") else ""
+    return (f"<p>{listed} images with an error are listed ({s.unreadable} unreadable, {s.old_errors} old-version and {s.new_errors} "
+            f"new-version errors in all).{where}</p>")
+
+
 def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     s = report.summary
     a = s.agreement
@@ -202,7 +211,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
 {timeline}
 <h2>Summary</h2>{summary}
 <h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}
-<h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>Every image was read and answered.</p>"}
+<h2>Errors</h2>{_rows(errors, ("image", "error")) if errors else "<p>Every image was read and answered.</p>"}{_partial_note(report, len(errors))}
 {_label_problems(report)}
 <h2 id="disagreements">Disagreeing images ({disagreeing})</h2>
 <p>{disagreeing} of {a.images} images differ (an image the new version failed on counts).{more}</p>{legend if figures else ""}

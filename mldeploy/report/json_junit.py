@@ -1,4 +1,5 @@
-"""Reports a CI job keeps: JSON (every image) and JUnit XML (a case per gate and per image).
+"""Reports a CI job keeps: JSON (every image, or a long replay's errors and most disagreeing images)
+and JUnit XML (a case per gate and per image listed).
 
 Files are written to a temporary name and renamed into place, so a crash never leaves half a report,
 and never over an input image.
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mldeploy.fileio import atomic_write
-from mldeploy.report.serialize import report_to_dict, shadow_record_to_dict
+from mldeploy.report.serialize import images_listed, report_to_dict, shadow_record_to_dict
 from mldeploy.rollout.rehearsal import Report
 
 
@@ -24,14 +25,19 @@ def junit_xml(report: Report) -> bytes:
     """JUnit XML that agrees with the exit code: a run that passes has no failing case.
 
     Suite ``gates``: a case per gate, a failure when it failed (or was inconclusive and inconclusive
-    fails the run). Suite ``images``: a case per image; an error when the image could not be read or
+    fails the run). Suite ``images``: a case per image listed (every image, but for a long replay: see
+    ``images_listed``); an error when the image could not be read or
     the old version failed on it (the run exits 1), or when the new version failed on it and the run
     did not pass. Disagreements (missing, extra, relabelled, drifted boxes) are properties and output
     of their case, never failures: the gates judge them.
     """
     verdict = report.verdict
     root = ET.Element("testsuites", name=f"mldeploy {report.kind} {report.summary.old} -> {report.summary.new}")
-    ET.SubElement(ET.SubElement(root, "properties"), "property", name="verdict", value=verdict.headline)
+    properties = ET.SubElement(root, "properties")
+    ET.SubElement(properties, "property", name="verdict", value=verdict.headline)
+    if not report.complete:  # a long replay: the cases are its errors and most disagreeing images
+        listed = images_listed(report)
+        ET.SubElement(properties, "property", name="images_listed", value=f"{listed['listed']} of {listed['of']}: {listed['which']}")
     gates = ET.SubElement(root, "testsuite", name="gates")
     for g in report.gates:
         case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)

@@ -224,8 +224,17 @@ def report_to_dict(report) -> dict[str, Any]:
         out["truth"] = {"labels": str(report.truths.labels.source), "old": evaluation_to_dict(t.old), "new": evaluation_to_dict(t.new),
                         "map_drop": _round(t.map_drop, 6), "recall_drop": _round(t.recall_drop), "worst_recall_label": t.worst_recall_label,
                         "problems": [{"kind": p.kind, "file": p.file, "entry": p.entry, "message": p.message} for p in report.truths.problems]}
+    out["images_listed"] = images_listed(report)
     out["images"] = [shadow_record_to_dict(r, report.truths) for r in report.records]
     return out
+
+
+def images_listed(report) -> dict[str, Any]:
+    """Which images a report lists: every one, or (a long replay) the errors and the most disagreeing,
+    with where every row is (``--records``)."""
+    records = report.settings.get("records")
+    return {"listed": len(report.records), "of": report.summary.images, "complete": report.complete,
+            "which": "every image" if report.complete else "images with an error and the most disagreeing", "records": records}
 
 
 def record_truth(record, truths) -> dict[str, Any] | None:

@@ -88,9 +88,10 @@ class CanaryRun:
     old: str
     new: str
     steps: list[StepResult]
-    records: list[ShadowRecord]
+    records: list[ShadowRecord]  # those the streaming summary kept (see ShadowMetric), in image order
     outcome: Verdict | None  # the verdict of the last step that ran (None: no step sent any traffic)
     wall_seconds: float = 0.0
+    canary_requests: int = 0  # requests the new version saw, over every step that ran
 
     @property
     def passed(self) -> bool:
@@ -129,13 +130,16 @@ def run_canary(
     workers: int = 1,
     on_inconclusive: str = "fail",
     on_step=None,
+    on_record=None,
     truths=None,
     replay_slice=None,
 ) -> CanaryRun:
-    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step.
+    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step,
+    ``on_record(record)`` after each image the canary saw.
 
     The outcome is the verdict of the last step that ran, with ``on_inconclusive`` deciding what an
-    inconclusive gate means there (earlier steps only ever stop on a failure).
+    inconclusive gate means there (earlier steps only ever stop on a failure). ``replay_slice(items,
+    start)`` replaces the local replay of a step's slice (the Ray engine); it yields one record per item.
     """
     started = time.perf_counter()
     ordered = sorted(((bucket(routing_key(item), salt), i, item) for i, item in enumerate(inputs)))
@@ -143,7 +147,7 @@ def run_canary(
     metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers), truths=truths)
     if replay_slice is None:  # one streaming replay, read as far as each step reaches
         stream = replay((item for _, _, item in ordered), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
-        replay_slice = lambda items, start: [next(stream) for _ in items]  # noqa: E731
+        replay_slice = lambda items, start: (next(stream) for _ in items)  # noqa: E731
     else:
         stream = (record for record in ())
     position = 0
@@ -156,6 +160,8 @@ def run_canary(
                 end += 1
             for record in replay_slice([item for _, _, item in ordered[position:end]], position):  # this step's new slice of buckets
                 metric.update(record)
+                if on_record is not None:
+                    on_record(record)
             position = end
             step.canary_requests = position
             if position == 0:
@@ -171,4 +177,4 @@ def run_canary(
                 break
     finally:
         stream.close()  # stop the replay's threads if the rollout stopped early
-    return CanaryRun(old.spec.ref, new.spec.ref, results, list(metric.records), outcome, time.perf_counter() - started)
+    return CanaryRun(old.spec.ref, new.spec.ref, results, metric.records, outcome, time.perf_counter() - started, position)

@@ -12,7 +12,9 @@ a fraction of a millisecond, scheduler noise alone makes ratios of 2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -38,11 +40,85 @@ class LatencyStats:
     mean: float | None
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> "LatencyStats":
+    def of(cls, seconds: Sequence[float], calls: int | None = None, total: float | None = None) -> "LatencyStats":
+        """Percentiles of ``seconds``; ``calls`` and ``total`` when those are a sample of more calls."""
         if not len(seconds):
-            return cls(0, None, None, None)
+            return cls(0, None, None, None) if not calls else cls(calls, None, None, total / calls)
         values = np.asarray(seconds, dtype=np.float64)
-        return cls(len(values), float(np.percentile(values, 50)), float(np.percentile(values, 95)), float(values.mean()))
+        calls = len(values) if calls is None else calls
+        mean = float(values.mean()) if total is None else total / calls
+        return cls(calls, float(np.percentile(values, 50)), float(np.percentile(values, 95)), mean)
+
+
+#: Images whose latencies a replay keeps: every one up to this many, a uniform sample of this many past
+#: it. 10 000 pairs put ~500 images above the p95 and keep the bootstrap under a second.
+SAMPLE_SIZE = 10_000
+_MASK = (1 << 64) - 1
+
+
+def _priority(index: int) -> int:
+    """A fixed pseudo-random rank of image ``index`` (splitmix64): which images a sample keeps depends on
+    nothing but their numbers, so two engines, or shards merged in any order, keep the same ones."""
+    z = (index * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+@dataclass
+class LatencySample:
+    """Both versions' latencies over a replay in bounded memory, *mergeable* (``a + b``).
+
+    Calls and means are exact; percentiles and the paired ratios come from the images of lowest
+    :func:`_priority` (all of them while there are at most ``size``): a sample that is the same
+    whichever order the images arrive in. ``nan`` marks a version that did not answer an image.
+    """
+
+    size: int = SAMPLE_SIZE
+    old_calls: int = 0
+    new_calls: int = 0
+    old_total: float = 0.0
+    new_total: float = 0.0
+    _heap: list[tuple[int, int, float, float]] = field(default_factory=list)  # (-priority, index, old s, new s)
+
+    def add(self, index: int, old: float | None, new: float | None) -> None:
+        if old is not None:
+            self.old_calls, self.old_total = self.old_calls + 1, self.old_total + old
+        if new is not None:
+            self.new_calls, self.new_total = self.new_calls + 1, self.new_total + new
+        if old is None and new is None:
+            return
+        entry = (-_priority(index), index, math.nan if old is None else old, math.nan if new is None else new)
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, entry)
+        elif entry > self._heap[0]:  # a lower priority than the highest kept
+            heapq.heapreplace(self._heap, entry)
+
+    def __add__(self, other: "LatencySample") -> "LatencySample":
+        merged = LatencySample(self.size, self.old_calls + other.old_calls, self.new_calls + other.new_calls,
+                               self.old_total + other.old_total, self.new_total + other.new_total)
+        merged._heap = heapq.nlargest(self.size, self._heap + other._heap)
+        heapq.heapify(merged._heap)
+        return merged
+
+    @property
+    def sampled(self) -> bool:
+        """Some images' latencies were left out of the percentiles (more than ``size`` images)."""
+        return len(self._heap) < max(self.old_calls, self.new_calls)
+
+    def _values(self) -> np.ndarray:
+        rows = sorted(self._heap, key=lambda e: e[1])  # image order: the bootstrap's resampling is seeded on it
+        return np.array([(e[2], e[3]) for e in rows], dtype=np.float64).reshape(-1, 2)
+
+    def stats(self) -> tuple["LatencyStats", "LatencyStats"]:
+        values = self._values()
+        return (LatencyStats.of(values[:, 0][~np.isnan(values[:, 0])], self.old_calls, self.old_total),
+                LatencyStats.of(values[:, 1][~np.isnan(values[:, 1])], self.new_calls, self.new_total))
+
+    def pairs(self) -> np.ndarray:
+        """``(old s, new s)`` of the sampled images both versions answered, in image order."""
+        values = self._values()
+        return values[~np.isnan(values).any(axis=1)]
 
 
 @dataclass(frozen=True)

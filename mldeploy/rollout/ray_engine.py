@@ -4,8 +4,9 @@ Images are read as bytes (``ray.data.read_binary_files``: one unreadable file mu
 dataset the way ``read_images`` does) and handed in batches to a pool of :class:`ReplayActor`. Each actor
 loads both versions once (pins checked, as on the driver), decodes each image with mldeploy's own
 checks, runs both versions in alternating order (the local engine's fairness rule) and returns a
-compact row per image: both answers, their times, or the error. The driver rebuilds the records and
-summarises them with the same :class:`~mldeploy.rollout.shadow.ShadowMetric` as the local engine, so
+compact row per image: both answers, their times, or the error. The driver rebuilds each record as it
+arrives and folds it into the same streaming :class:`~mldeploy.rollout.shadow.ShadowMetric` as the local
+engine (which keeps counts, a latency sample and the most disagreeing images, never every image), so
 the two engines' agreement figures are identical.
 
 The pool is sized so that reading can run beside it: actors x CPUs per actor must leave at least one
@@ -21,12 +22,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from mldeploy import errors as error_types
 from mldeploy.errors import MldeployError, UsageError
 from mldeploy.pipeline import DetectionResult, ImageInput
-from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowRun
+from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowRun, finish_run
 from mldeploy.compare import failed_comparison, match
 
 EXTRA = "pip install 'mldeploy[ray]'"
@@ -235,31 +236,35 @@ def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str,
     return record
 
 
-def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
-                   drift_iou: float = 0.8, labels: Sequence[str] | None = None, truths=None,
-                   on_record: Callable[[ShadowRecord], None] | None = None, offset: int = 0) -> ShadowRun:
-    """The shadow replay of ``inputs`` on a Ray cluster; the same :class:`ShadowRun` as the local engine's.
-    Records are numbered from ``offset`` (a canary step's slice continues the numbering of the steps before)."""
+def replay_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
+               drift_iou: float = 0.8, labels: Sequence[str] | None = None, offset: int = 0) -> Iterator[ShadowRecord]:
+    """The shadow replay of ``inputs`` on a Ray cluster: one :class:`ShadowRecord` per image as Ray
+    returns it (not in input order), numbered from ``offset`` (a canary step's slice continues the
+    numbering of the steps before)."""
     ray = connect(options)
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    actors, actor_cpus = pool_size(cpus, options)
+    actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
     by_path = {str(item.path.resolve()): (offset + i, item) for i, item in enumerate(inputs)}
-    started = time.perf_counter()
     dataset = ray.data.read_binary_files(list(by_path), include_paths=True)
     replayed = dataset.map_batches(
         ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
         fn_constructor_kwargs={**_project_args(project), "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None})
-    records: list[ShadowRecord] = []
     for row in replayed.iter_rows():
         index, item = by_path[_local(row["path"], by_path)]
-        record = _record(index, item, row, old_ref, new_ref, iou_threshold, drift_iou)
-        records.append(record)
+        yield _record(index, item, row, old_ref, new_ref, iou_threshold, drift_iou)
+
+
+def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
+                   drift_iou: float = 0.8, labels: Sequence[str] | None = None, truths=None,
+                   on_record: Callable[[ShadowRecord], None] | None = None) -> ShadowRun:
+    """The shadow replay of ``inputs`` on a Ray cluster, summarised as it streams in by the same
+    :class:`ShadowMetric` as the local engine's: the same :class:`ShadowRun`."""
+    metric = ShadowMetric(old_ref, new_ref, iou_threshold, drift_iou, truths=truths)
+    started = time.perf_counter()
+    for record in replay_ray(inputs, project, old_ref, new_ref, options=options, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels):
+        metric.update(record)
         if on_record is not None:
             on_record(record)
-    records.sort(key=lambda r: r.index)
-    metric = ShadowMetric(old_ref, new_ref, iou_threshold, drift_iou, records, truths=truths)
-    wall = time.perf_counter() - started
-    return ShadowRun(records, metric.compute(), wall, sum(r.compare_seconds for r in records))
+    return finish_run(metric, time.perf_counter() - started)
 
 
 def _local(path: str, known: dict) -> str:

@@ -56,6 +56,7 @@ class Report:
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
     wall_seconds: float = 0.0
     truths: Truths | None = None  # the labels both versions were scored against (--labels)
+    complete: bool = True  # ``records`` holds every image (else the errors and the most disagreeing: a long replay)
 
     @property
     def verdict(self) -> Verdict:
@@ -88,6 +89,7 @@ class Rehearsal:
     drift_iou: float = DRIFT_IOU
     capture: Path | None = None  # the old side is this capture's recorded answers
     truths: Truths | None = None  # ground truth (--labels)
+    records: Path | None = None  # every image's row goes to this folder (--records)
 
     @property
     def old(self) -> Detector:
@@ -107,6 +109,8 @@ class Rehearsal:
         capture = {"capture": str(self.capture)} if self.capture is not None else {}
         if self.truths is not None:
             capture["labels"] = str(self.truths.labels.source)
+        if self.records is not None:
+            capture["records"] = str(self.records)
         return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "drift_iou": self.drift_iou, "classes": self.labels,
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
@@ -133,7 +137,7 @@ class _Named:
 def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
             classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
             on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
-            outputs: Sequence[Path | None] = (), html: Path | None = None, capture: Path | None = None,
+            outputs: Sequence[Path | None] = (), html: Path | None = None, records: Path | None = None, capture: Path | None = None,
             labels: Path | None = None, label_map: str | None = None, names: Path | None = None) -> Rehearsal:
     """Resolve versions, images, labels and gate bounds (the versions load when first used).
 
@@ -175,11 +179,13 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     try:  # before the run: a verdict must never be lost to a report that cannot be written
         for target in (Path(p) for p in outputs if p is not None):
             check_file_destination(target, inputs)
-        if html is not None:
-            check_folder_destination(html, inputs, "--html")
+        for folder, flag in ((html, "--html"), (records, "--records")):
+            if folder is not None:
+                check_folder_destination(folder, inputs, flag)
     except OutputError as exc:
         raise UsageError(str(exc)) from None
-    return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths)
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths,
+                     Path(records) if records is not None else None)
 
 
 def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None,
@@ -197,11 +203,13 @@ def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Calla
                          truths=r.truths)
         engine = {}
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers, **engine),
-                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
+                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths,
+                  complete=len(run.records) == run.summary.images)
 
 
 def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
-           on_step: Callable[[StepResult], None] | None = None, ray: RayOptions | None = None) -> Report:
+           on_step: Callable[[StepResult], None] | None = None, on_record: Callable[[ShadowRecord], None] | None = None,
+           ray: RayOptions | None = None) -> Report:
     """Walk the steps; the first failing one stops the rollout. Then promote the new version, or keep
     (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
 
@@ -218,31 +226,31 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
     replay_slice, engine, connection = None, {}, contextlib.nullcontext()
     if ray is not None:  # each step replays its new slice of buckets on the cluster; the gates are judged here, on the running totals
-        from mldeploy.rollout.ray_engine import run_shadow_ray
+        from mldeploy.rollout.ray_engine import replay_ray
 
         connection = _on_ray(r, ray)  # one connection for every step
 
         def replay_slice(items, start):
             if not items:
-                return []
-            return run_shadow_ray(items, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
-                                  labels=r.labels, offset=start).records
+                return iter(())
+            return replay_ray(items, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
+                              labels=r.labels, offset=start)
 
         engine = {"engine": "ray", "address": ray.address or "local"}
     old, new = (r.old, r.new) if ray is None else (_Named(r.old_spec), _Named(r.new_spec))
     with connection:
         run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
-                         truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, replay_slice=replay_slice)
+                         truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, on_record=on_record, replay_slice=replay_slice)
     last = run.last_step
     if last is None:
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
     if run.passed:
         what = "passed every step" if run.outcome.status == "pass" else f"{run.outcome.status} (no step failed)"
-        action, target, reason = "canary-promote", r.new_spec, f"canary {what} ({steps}) on {len(run.records)} requests"
+        action, target, reason = "canary-promote", r.new_spec, f"canary {what} ({steps}) on {run.canary_requests} requests"
     else:
         action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
     change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
     settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers, **engine)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
-                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths, complete=len(run.records) == last.summary.images)

@@ -125,3 +125,76 @@ def test_exit_codes_reach_a_shell_through_the_real_entry_point(project_dir, tmp_
     assert (tmp_path / "j.xml").is_file()
     passing = run("--new", "v1", "--format", "json", "--max-disagreement", "0")
     assert passing.returncode == 0 and json.loads(passing.stdout)["passed"] is True
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_records_hold_every_image_row_as_it_finished(cli, project_dir, fmt):
+    import os
+
+    from mldeploy.report.records import read_records
+
+    (project_dir / "photos" / "notes.jpg").write_text("not an image")
+    old_umask = os.umask(0o022)
+    try:
+        result = cli("shadow", "photos", "--new", "faces-haar@default", "--gates", "none", "--records", "rows", "--records-format", fmt,
+                     "--report", "report.json")
+    finally:
+        os.umask(old_umask)
+    assert result.exit_code == 1, result.output  # notes.jpg cannot be read: counted, and a row of its own
+    written = project_dir / "rows" / f"records.{fmt}"
+    assert f"wrote rows/records.{fmt} (6 rows)" in result.stderr
+    assert written.stat().st_mode & 0o777 == 0o644 and not (project_dir / "rows" / f"records.{fmt}.partial").exists()
+    report = json.loads((project_dir / "report.json").read_text())
+    assert report["images_listed"] == {"listed": 6, "of": 6, "complete": True, "which": "every image", "records": "rows"}
+    rows = sorted(read_records(project_dir / "rows"), key=lambda row: row["index"])
+    assert [row["index"] for row in rows] == list(range(6))
+    assert [row["image"] for row in rows] == [image["image"] for image in report["images"]]
+    notes = next(row for row in rows if row["image"].endswith("notes.jpg"))
+    assert "not an image mldeploy reads" in notes["error"]
+    if fmt == "jsonl":  # the JSON report's entry, and its number
+        assert [{k: v for k, v in row.items() if k != "index"} for row in rows] == report["images"]
+    else:  # flat columns, the boxes as JSON text
+        answered = [row for row in rows if row["error"] is None]
+        assert [json.loads(row["old_detections"]) for row in answered] == [image["old"]["detections"] for image in report["images"] if "old" in image]
+        assert sum(row["agrees"] is False for row in answered) == report["summary"]["disagreeing_images"]
+
+
+def test_records_never_overwrite_other_files_and_replace_an_earlier_run(cli, project_dir):
+    mine = project_dir / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    refused = cli("shadow", "photos", "--new", "v1", "--records", "mine")
+    assert refused.exit_code == 2 and "--records mine is a folder with other files in it" in refused.stderr
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
+    assert cli("shadow", "photos", "--new", "v1", "--records", "rows", "--records-format", "xml").exit_code == 2
+    for _ in range(2):  # the second run replaces the first one's rows
+        assert cli("shadow", "photos", "--new", "v1", "--records", "rows").exit_code == 0
+    assert sorted(p.name for p in (project_dir / "rows").iterdir()) == [".mldeploy-report", "records.jsonl"]
+    assert len((project_dir / "rows" / "records.jsonl").read_text().splitlines()) == 5
+
+
+def test_a_long_replay_lists_its_errors_and_most_disagreeing_and_every_row_goes_to_records(cli, project_dir, monkeypatch):
+    """Past the records a run keeps (lowered here to 4), the reports list the errors and the most
+    disagreeing images and say so; the summary's figures still count every image."""
+    from mldeploy.report.records import read_records
+    from mldeploy.rollout import shadow
+
+    monkeypatch.setattr(shadow, "KEEP_ALL", 4)
+    monkeypatch.setattr(shadow, "KEEP_TOP", 1)
+    (project_dir / "photos" / "notes.jpg").write_text("not an image")
+    args = ("shadow", "photos", "shapes", "--new", "faces-haar@default", "--gates", "none", "--min-recall", "0.99")
+    result = cli(*args, "--records", "rows", "--report", "report.json", "--junit", "junit.xml", "--html", "page")
+    assert result.exit_code == 3, result.output
+    report = json.loads((project_dir / "report.json").read_text())
+    s = report["summary"]
+    assert s["images"] == 14 and s["unreadable"] == 1 and s["compared"] == 13 and s["disagreeing_images"] >= 2
+    listed = report["images_listed"]
+    assert listed["listed"] == len(report["images"]) == 2 and listed["of"] == 14 and not listed["complete"]
+    assert {i["image"] for i in report["images"]} >= {"photos/notes.jpg"}
+    rows = read_records(project_dir / "rows")
+    assert sorted(row["index"] for row in rows) == list(range(14))
+    assert sum(row.get("comparison", {}).get("agrees") is False for row in rows) == s["disagreeing_images"]
+    suites = ET.parse(project_dir / "junit.xml").getroot()
+    assert "2 of 14: images with an error and the most disagreeing" in ET.tostring(suites, encoding="unicode")
+    page = (project_dir / "page" / "index.html").read_text()
+    assert f"Disagreeing images ({s['disagreeing_images']})" in page and "<code>rows</code>" in page

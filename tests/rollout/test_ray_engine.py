@@ -130,7 +130,7 @@ def test_an_actor_killed_mid_run_neither_loses_nor_duplicates_an_image(project_d
     for n in range(40):
         shutil.copy(photos[n % len(photos)], many / f"{n:02d}-{photos[n % len(photos)].name}")
     args = ("shadow", "many", "--new", "slow", "--gates", "none", "--format", "json")  # faces@slow: about 0.3 s an image
-    command = [sys.executable, "-m", "mldeploy", *args, "--engine", "ray", "--actors", "1", "--actor-cpus", "0.5"]
+    command = [sys.executable, "-m", "mldeploy", *args, "--engine", "ray", "--actors", "1", "--actor-cpus", "0.5", "--records", "rows"]
     run = subprocess.Popen(command, cwd=project_dir, env=subprocess_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 120
@@ -147,6 +147,10 @@ def test_an_actor_killed_mid_run_neither_loses_nor_duplicates_an_image(project_d
     ray_report = json.loads(out)
     names = [i["image"] for i in ray_report["images"]]
     assert len(names) == len(set(names)) == 40
+    from mldeploy.report.records import read_records
+
+    rows = read_records(project_dir / "rows")  # written as rows arrived: a replayed batch must not add rows twice
+    assert sorted(row["index"] for row in rows) == list(range(40)) and sorted(row["image"] for row in rows) == sorted(names)
     local = mldeploy(project_dir, *args)
     assert local.returncode == 0, local.stderr[-2000:]
     assert agreement(ray_report) == agreement(json.loads(local.stdout))

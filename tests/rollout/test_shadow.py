@@ -162,3 +162,66 @@ def test_a_self_comparison_runs_the_model_once_for_each_side(project_dir):
     records = list(replay(images, v1, v1, warm_up=False))
     assert len(records) == 5 and all(r.old is not r.new and r.old.ok and r.new.ok for r in records)
     assert all(r.comparison.agrees for r in records)
+
+
+def test_a_long_replay_keeps_counts_not_records_and_its_shards_add_up_like_one_run(project_dir):
+    """Past ``keep_all`` images the summary keeps counts, a latency sample, the errors and the most
+    disagreeing images; its figures are those of a run that kept everything, and so are three shards'."""
+    from mldeploy.rollout.shadow import ShadowMetric
+
+    bad = project_dir / "photos" / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("not an image")
+    old, haar = versions("faces@v1", "faces-haar@default")
+    images, _ = collect_inputs(["photos", "shapes"])
+    records = list(replay(images, old, haar))
+    refs = (old.spec.ref, haar.spec.ref)
+    whole, short = ShadowMetric(*refs), ShadowMetric(*refs, keep_all=4, keep_top=2)
+    shards = [ShadowMetric(*refs, keep_all=4, keep_top=2) for _ in range(3)]
+    for n, record in enumerate(records):
+        whole.update(record)
+        short.update(record)
+        shards[n % 3].update(record)
+    merged = shards[2] + shards[0] + shards[1]
+    full = whole.compute()
+    assert whole.complete and [r.index for r in whole.records] == list(range(len(records)))
+    errors = {r.index for r in records if r.input_error is not None}
+    assert len(errors) == 2 and full.unreadable == 2 and full.compared == len(records) - 2
+    top = {r.index for r in most_disagreeing(records, 2)}
+    assert len(top) == 2 and full.agreement.disagreeing_images > 2
+    for metric in (short, merged):
+        summary = metric.compute()
+        assert not metric.complete and [r.index for r in metric.records] == sorted(errors | top)
+        assert summary.agreement == full.agreement
+        assert (summary.images, summary.compared, summary.unreadable, summary.new_errors) == (full.images, full.compared, 2, 0)
+        assert np.array_equal(summary.latency_pairs, full.latency_pairs) and len(full.latency_pairs) == full.compared
+        assert summary.new_latency.p95 == full.new_latency.p95 and summary.old_latency.mean == pytest.approx(full.old_latency.mean)
+        assert summary.p95_ratio == full.p95_ratio
+
+
+def test_the_latency_sample_is_exact_when_small_and_the_same_in_any_order_when_large():
+    from mldeploy.rollout.latency import LatencySample
+
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0.010, 0.030, (5000, 2))
+    exact = LatencySample(size=10_000)
+    for i, (a, b) in enumerate(values):
+        exact.add(i, a, b)
+    exact.add(5000, None, 0.02)  # the old version failed here: a new latency, no pair
+    assert np.array_equal(exact.pairs(), values) and not exact.sampled
+    old, new = exact.stats()
+    assert (old.calls, new.calls) == (5000, 5001) and old.p50 == np.percentile(values[:, 0], 50)
+
+    in_order, shuffled, halves = LatencySample(size=500), LatencySample(size=500), [LatencySample(size=500), LatencySample(size=500)]
+    for i, (a, b) in enumerate(values):
+        in_order.add(i, a, b)
+        halves[i % 2].add(i, a, b)
+    for i in rng.permutation(len(values)):
+        shuffled.add(int(i), *values[i])
+    sample = in_order.pairs()
+    assert in_order.sampled and len(sample) == 500
+    assert np.array_equal(shuffled.pairs(), sample) and np.array_equal((halves[1] + halves[0]).pairs(), sample)
+    old, _ = in_order.stats()
+    assert old.calls == 5000 and old.mean == pytest.approx(values[:, 0].mean())  # counts and means stay exact
+    assert abs(old.p50 - np.percentile(values[:, 0], 50)) < 0.0015  # a uniform sample: its median is near the true one
