@@ -144,3 +144,31 @@ def check_folder_destination(folder: Path, protect: Iterable[Path] = (), flag: s
     problem = _nearest_folder_writable(folder)
     if problem:
         raise OutputError(f"cannot write {where}: {problem}")
+
+
+def check_destinations(files: Iterable[Path | None], folders: Iterable[tuple[Path | None, str]], inputs: Iterable[Path]) -> None:
+    """:func:`check_file_destination` for each of ``files`` and :func:`check_folder_destination` for each
+    ``(folder, flag)``, against every input in one pass: the inputs are read as they come (a million
+    images are never held as a set), and not at all when there is nothing to check.
+
+    Raises:
+        OutputError: the first destination that cannot be written, naming it and why.
+    """
+    files = [Path(p) for p in files if p is not None]
+    folders = [(Path(p), flag) for p, flag in folders if p is not None]
+    for path in files:
+        check_file_destination(path)
+    for folder, flag in folders:
+        check_folder_destination(folder, (), flag)
+    if not files and not folders:
+        return
+    over = {path.resolve(): path for path in files}
+    holding = {folder.resolve(): (folder, flag) for folder, flag in folders}
+    for item in inputs:
+        resolved = Path(item).resolve()
+        if resolved in over:
+            raise OutputError(f"refusing to write a report over input image {over[resolved]}")
+        for place in (resolved, *resolved.parents):
+            if place in holding:
+                folder, flag = holding[place]
+                raise OutputError(f"{flag} {folder} would hold input images; give a folder outside the image set")

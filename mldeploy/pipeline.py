@@ -6,13 +6,15 @@ reuse :func:`collect_inputs` and the same result type.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+from array import array
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from pathlib import Path, PurePath
+from typing import Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
@@ -28,11 +30,101 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class ImageInput:
-    """One image to process: where it is, how to show it, and the folder argument it came from."""
+    """One image to process: where it is, how to show it, the folder argument it came from, and its
+    path under that folder (``relative``; None when it is not under it, e.g. a manifest's absolute line)."""
 
     path: Path
     display: str
     root: Path
+    relative: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The image's name in its set: its path under the folder it came from (else its file name). The
+        canary routes by it and labels are paired by it, so a set moved elsewhere keeps both."""
+        if self.relative is not None:
+            return self.relative
+        try:
+            return PurePath(self.path.resolve().relative_to(self.root)).as_posix()
+        except (ValueError, OSError, RuntimeError):
+            return self.path.name
+
+
+class ImageList(Sequence[ImageInput]):
+    """The images of a run, compact: their names in one buffer (about 60 bytes an image, where a list of
+    :class:`ImageInput` takes ten times that), each :class:`ImageInput` made when it is read. A golden set
+    of a million images lists in tens of megabytes."""
+
+    def __init__(self) -> None:
+        self._text = bytearray()
+        self._ends = array("q")  # end of each image's display name in _text
+        self._roots: list[Path] = []
+        self._root_ids: dict[Path, int] = {}
+        self._root_of = array("I")
+        self._relative_at = array("i")  # where its relative path starts in the display name; -1: none, -2: in _odd
+        self._odd: dict[int, str] = {}
+
+    def append(self, display: str, root: Path, relative: str | None) -> None:
+        n = len(self._ends)
+        self._text += display.encode("utf-8", "surrogateescape")
+        self._ends.append(len(self._text))
+        if root not in self._root_ids:
+            self._root_ids[root] = len(self._roots)
+            self._roots.append(root)
+        self._root_of.append(self._root_ids[root])
+        if relative is None:
+            self._relative_at.append(-1)
+        elif display.replace(os.sep, "/").endswith(relative) and (len(display) == len(relative) or display[-len(relative) - 1] in "/" + os.sep):
+            self._relative_at.append(len(display) - len(relative))
+        else:
+            self._relative_at.append(-2)
+            self._odd[n] = relative
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @overload
+    def __getitem__(self, index: int) -> ImageInput: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ImageInput]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("image index out of range")
+        start = self._ends[index - 1] if index else 0
+        display = self._text[start:self._ends[index]].decode("utf-8", "surrogateescape")
+        at = self._relative_at[index]
+        relative = None if at == -1 else self._odd[index] if at == -2 else display[at:].replace(os.sep, "/")
+        return ImageInput(Path(display), display, self._roots[self._root_of[index]], relative)
+
+    def __iter__(self) -> Iterator[ImageInput]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:  # like a list: the same images in the same order
+        return isinstance(other, (list, tuple, ImageList)) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"ImageList({len(self)} images)"
+
+
+class ImageSubset(Sequence[ImageInput]):
+    """Some images of an :class:`ImageList` (or any sequence), by index, as a sequence of their own: a
+    canary's images in routing order, a step's slice of them, made without copying an image."""
+
+    def __init__(self, images: Sequence[ImageInput], indices: Sequence[int]) -> None:
+        self._images, self._indices = images, indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._images[int(self._indices[index])]
 
 
 @dataclass
@@ -51,7 +143,7 @@ class DetectionResult:
         return self.error is None
 
 
-def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[list[ImageInput], list[tuple[str, InputNotFoundError]]]:
+def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[ImageList, list[tuple[str, InputNotFoundError]]]:
     """Expand files, folders (recursively) and glob patterns into images, in a stable order.
 
     Folders contribute files with an image extension (hidden files and ``exclude`` skipped); a file
@@ -60,21 +152,30 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
     Returns:
         The images, and ``(argument, error)`` for each argument that matched nothing.
     """
-    images: list[ImageInput] = []
+    images = ImageList()
     failures: list[tuple[str, InputNotFoundError]] = []
-    seen: set[Path] = set()
+    seen: dict[int, set[int]] = {}  # device -> inodes listed: the same file named twice (or through a link) is one image
     excluded = exclude.resolve() if exclude else None
+    resolved_roots: dict[Path, Path] = {}
 
-    def add(path: Path, root: Path) -> None:
+    def add(path: Path, root: Path, relative: str | None) -> None:
         try:
-            resolved = path.resolve()
-        except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
-            failures.append((str(path), InputNotFoundError("a symlink loop, not an image")))
-            return
-        if resolved in seen:
-            return
-        seen.add(resolved)
-        images.append(ImageInput(path, str(path), root.resolve()))
+            info = os.stat(path)  # one call, where resolving the path took one for each of its folders
+        except FileNotFoundError:  # a dangling link: listed, and its read says so
+            info = None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                failures.append((str(path), InputNotFoundError("a symlink loop, not an image")))
+                return
+            info = None
+        if info is not None:
+            inodes = seen.setdefault(info.st_dev, set())
+            if info.st_ino in inodes:
+                return
+            inodes.add(info.st_ino)
+        if root not in resolved_roots:
+            resolved_roots[root] = root.resolve()
+        images.append(str(path), resolved_roots[root], relative)
 
     for arg in args:
         path = Path(arg)
@@ -83,17 +184,17 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
                 if problem is not None:
                     failures.append((f"{arg}:{line}" if line else arg, InputNotFoundError(problem)))
                 else:
-                    add(listed, Path(arg[1:]).parent)
+                    add(listed, Path(arg[1:]).parent, _under(listed, Path(arg[1:]).parent))
             continue
         if path.is_dir():
-            before = len(failures)
-            found = _walk_images(path, excluded, failures)
+            before, found = len(failures), 0
+            for item in _walk_images(path, excluded, failures):  # added as found: a folder of millions is never a list of paths
+                found += 1
+                add(item, path, _under(item, path))
             if not found and len(failures) == before:
                 failures.append((arg, InputNotFoundError("folder holds no image files")))
-            for item in found:
-                add(item, path)
         elif path.exists():
-            add(path, path.parent)
+            add(path, path.parent, path.name)
         elif _GLOB_CHARS & set(arg):
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
             files = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _walk_images(m, excluded, failures)]
@@ -101,10 +202,16 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[li
                 failures.append((arg, InputNotFoundError("no files match this pattern")))
             root = _glob_root(arg)
             for item in files:
-                add(item, root)
+                add(item, root, _under(item, root))
         else:
             failures.append((arg, InputNotFoundError("no such file or folder")))
     return images, failures
+
+
+def _under(path: Path, folder: Path) -> str | None:
+    """``path`` under ``folder``, as written (``a/b.jpg``), or None when it is not under it."""
+    relative = os.path.relpath(path, folder)
+    return None if relative == ".." or relative.startswith(".." + os.sep) or os.path.isabs(relative) else PurePath(relative).as_posix()
 
 
 def _manifest(manifest: Path) -> Iterator[tuple[int, Path | None, str | None]]:
@@ -130,9 +237,9 @@ def _manifest(manifest: Path) -> Iterator[tuple[int, Path | None, str | None]]:
             yield (number, listed, None) if problem is None else (number, None, f"{text}: {problem}")
 
 
-def _walk_images(folder: Path, excluded: Path | None, failures: list) -> list[Path]:
-    """Image files under ``folder``; a sub-folder that cannot be read is one named failure, the rest is walked."""
-    found = []
+def _walk_images(folder: Path, excluded: Path | None, failures: list) -> Iterator[Path]:
+    """Image files under ``folder``, in a stable order; a sub-folder that cannot be read is one named
+    failure, the rest is walked."""
 
     def unreadable(exc: OSError) -> None:
         failures.append((exc.filename or str(folder), InputNotFoundError(f"cannot read this folder: {exc.strerror or exc}")))
@@ -141,9 +248,8 @@ def _walk_images(folder: Path, excluded: Path | None, failures: list) -> list[Pa
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (excluded is None or (here / d).resolve() != excluded))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(here / name)
-    return found
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                yield here / name
 
 
 def _glob_root(pattern: str) -> Path:

@@ -177,3 +177,37 @@ def test_a_manifest_lists_images_relative_to_itself(tmp_path, samples):
     os.mkfifo(fifo)
     images, failures = collect_inputs([f"@{fifo}", f"@{tmp_path / 'none.txt'}"])
     assert not images and [str(err) for _, err in failures] == [f"manifest {fifo}: not a regular file (a device, pipe or socket)", f"manifest {tmp_path / 'none.txt'}: no such file"]
+
+
+def test_the_image_list_is_compact_and_keeps_each_image_s_name_in_its_set(tmp_path):
+    """Each image's key (what the canary routes by and labels pair by) is its path under the argument
+    it came from, however that argument was written; the same file named twice, or through a link, is
+    listed once."""
+    import os
+
+    from mldeploy.pipeline import ImageList
+
+    photos = tmp_path / "set" / "photos"
+    (photos / "a").mkdir(parents=True)
+    for name in ("a/one.jpg", "two.png"):
+        (photos / name).write_bytes(b"x")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"x")
+    os.symlink(photos / "two.png", photos / "link-to-two.png")
+    os.link(photos / "a" / "one.jpg", photos / "hard-one.jpg")
+    manifest = tmp_path / "set" / "golden.txt"
+    manifest.write_text("photos/a/one.jpg\n../outside.jpg\n")
+    os.chdir(tmp_path / "set")
+    images, failures = collect_inputs(["photos", "./photos/two.png", "photos/*.png", f"@{manifest}", "../outside.jpg"])
+    assert failures == [] and isinstance(images, ImageList)
+    # a folder's files before its sub-folders; the first name of a file is the one kept
+    assert [(i.display, i.key) for i in images] == [("photos/hard-one.jpg", "hard-one.jpg"), ("photos/link-to-two.png", "link-to-two.png"),
+                                                    (str(manifest.parent / ".." / "outside.jpg"), "outside.jpg")]
+    assert images[0:2] == [images[0], images[1]] and images == list(images) and images[-1] == images[2]
+    assert images[2].relative is None and images[2].key == "outside.jpg"  # not under the manifest's folder: its file name
+    (nested,), _ = collect_inputs(["photos/a"])
+    assert (nested.display, nested.key) == ("photos/a/one.jpg", "one.jpg")
+    big = ImageList()
+    for n in range(10_000):
+        big.append(f"photos/day-{n // 100:03d}/image-{n:06d}.jpg", photos, f"day-{n // 100:03d}/image-{n:06d}.jpg")
+    assert big[9_999].key == "day-099/image-009999.jpg" and len(big._text) + 8 * len(big) < 60 * len(big)

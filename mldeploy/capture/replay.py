@@ -61,7 +61,7 @@ def captured_inputs(folder: Path, model: str, version: str | None) -> tuple[str,
         listed = ", ".join(f"{v} ({n})" for v, n in versions.most_common())
         raise UsageError(f"capture {folder} has no answer of {model}@{version}; it has {listed}")
     root = Path(folder) / "blobs"
-    return version, [CapturedInput(r.path, r.name, root, r) for r in records if r.version == version]
+    return version, [CapturedInput(r.path, r.name, root, record=r) for r in records if r.version == version]
 
 
 def recorded_spec(model: str, version: str, known: ModelSpec | None) -> ModelSpec:

@@ -48,7 +48,7 @@ def eval_command(
     Exit codes: 0 every image scored, 1 some images or labels were skipped (each named) or could not be
     read, 2 usage error or labels that cannot be read, 3 --min-map failed, 4 the version cannot be loaded.
     """
-    from mldeploy.fileio import check_file_destination, check_folder_destination
+    from mldeploy.fileio import check_destinations
     from mldeploy.pipeline import collect_inputs
     from mldeploy.report.evaluation import eval_run_to_dict, eval_tables, write_eval_html, write_eval_json, write_eval_junit
     from mldeploy.rollout.gates import GateResult, evaluate
@@ -56,12 +56,8 @@ def eval_command(
     from mldeploy.truth.run import run_eval
 
     collected = collect_inputs(paths)
-    inputs = {item.path.resolve() for item in collected[0]}
     try:  # before the run, as shadow does: a report that cannot be written must not cost the run
-        for target in (p for p in (report, junit) if p is not None):
-            check_file_destination(target, inputs)
-        if html is not None:
-            check_folder_destination(html, inputs, "--html")
+        check_destinations((report, junit), ((html, "--html"),), (item.path for item in collected[0]))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     ray = ray_options(engine, address, actors, actor_cpus)
@@ -74,7 +70,7 @@ def eval_command(
             with session(ray):
                 return detect_ray(images, proj, spec.ref, options=ray, on_image=on_image)
 
-    with progress_bar("eval", len(inputs), progress) as advance:
+    with progress_bar("eval", len(collected[0]), progress) as advance:
         run = run_eval(proj, paths, labels, model=model, label_map=label_map, names=names, on_image=advance, detect=detect, collected=collected)
     if ray is not None:
         run.settings.update(engine="ray", address=ray.address or "local")

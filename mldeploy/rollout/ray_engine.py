@@ -188,19 +188,26 @@ def detect_ray(inputs: Sequence[ImageInput], project, ref: str, *, options: RayO
 
     ray = connect(options)
     actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
-    by_path = {str(item.path.resolve()): (i, item) for i, item in enumerate(inputs)}
-    found = ray.data.read_binary_files(list(by_path), include_paths=True).map_batches(
+    paths, by_path = _paths(inputs)
+    found = ray.data.read_binary_files(paths, include_paths=True).map_batches(
         DetectActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
         fn_constructor_kwargs={**_project_args(project), "ref": ref})
     results: list[tuple[int, DetectionResult]] = []
     for row in found.iter_rows():
-        index, item = by_path[_local(row["path"], by_path)]
+        index = by_path[_local(row["path"], by_path)]
+        item = inputs[index]
         error = _error(row["error"])
         result = DetectionResult(item.display, ref, answer_from_json(row["answer"]) if error is None else None, error, float(row["seconds"]))
         results.append((index, result))
         if on_image is not None:
             on_image(result)
     return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+
+
+def _paths(inputs: Sequence[ImageInput]) -> tuple[list[str], dict[str, int]]:
+    """What Ray Data reads (absolute paths: a worker's folder is its own), and each one's position in ``inputs``."""
+    paths = [str(item.path.resolve()) for item in inputs]
+    return paths, {path: i for i, path in enumerate(paths)}
 
 
 def _project_args(project) -> dict[str, str | None]:
@@ -243,14 +250,14 @@ def replay_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str
     numbering of the steps before)."""
     ray = connect(options)
     actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
-    by_path = {str(item.path.resolve()): (offset + i, item) for i, item in enumerate(inputs)}
-    dataset = ray.data.read_binary_files(list(by_path), include_paths=True)
+    paths, by_path = _paths(inputs)
+    dataset = ray.data.read_binary_files(paths, include_paths=True)
     replayed = dataset.map_batches(
         ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
         fn_constructor_kwargs={**_project_args(project), "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None})
     for row in replayed.iter_rows():
-        index, item = by_path[_local(row["path"], by_path)]
-        yield _record(index, item, row, old_ref, new_ref, iou_threshold, drift_iou)
+        index = by_path[_local(row["path"], by_path)]
+        yield _record(offset + index, inputs[index], row, old_ref, new_ref, iou_threshold, drift_iou)
 
 
 def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,

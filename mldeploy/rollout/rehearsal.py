@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 from mldeploy.capture.replay import RecordedAnswers, captured_inputs, recorded_spec
 from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import MldeployError, OutputError, UsageError
-from mldeploy.fileio import check_file_destination, check_folder_destination
+from mldeploy.fileio import check_destinations
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.registry import DEFAULT_MODEL, parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
@@ -175,13 +175,8 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
     if labels is not None:
         scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
         truths = read_truths(labels, images, scored, label_map=label_map, project_map=project.label_map(), names=names)
-    inputs = {item.path.resolve() for item in images}
     try:  # before the run: a verdict must never be lost to a report that cannot be written
-        for target in (Path(p) for p in outputs if p is not None):
-            check_file_destination(target, inputs)
-        for folder, flag in ((html, "--html"), (records, "--records")):
-            if folder is not None:
-                check_folder_destination(folder, inputs, flag)
+        check_destinations(outputs, ((html, "--html"), (records, "--records")), (item.path for item in images))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths,

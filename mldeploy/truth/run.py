@@ -53,10 +53,7 @@ def read_truths(labels: str | Path, images: Sequence[ImageInput], classes: Seque
     problems = list(labelset.problems)
     used: set[str] = set()
     for item in images:
-        try:
-            relative = PurePosixPath(item.path.resolve().relative_to(item.root).as_posix())
-        except ValueError:
-            relative = PurePosixPath(item.path.name)
+        relative = PurePosixPath(item.key)
         truth = labelset.find(relative.as_posix(), item.path.name)
         if truth is None and labelset.format == "yolo":
             truth = labelset.find(relative.with_suffix("").as_posix(), item.path.stem)

@@ -135,11 +135,15 @@ def test_an_actor_killed_mid_run_neither_loses_nor_duplicates_an_image(project_d
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and run.poll() is None:
-        found = subprocess.run(["pgrep", "-f", "ReplayActor"], capture_output=True, text=True).stdout.split()
-        if found:
-            time.sleep(4)  # into its batches
-            os.kill(int(found[0]), signal.SIGKILL)
-            killed = found[0]
+        if subprocess.run(["pgrep", "-f", "ReplayActor"], capture_output=True).returncode == 0:
+            time.sleep(4)  # into its batches; then the actor alive now (the one first seen may have been replaced)
+            for pid in subprocess.run(["pgrep", "-f", "ReplayActor"], capture_output=True, text=True).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:  # gone in the meantime: look again
+                    continue
+                killed = pid
+                break
         time.sleep(0.2)
     out, err = run.communicate(timeout=300)
     assert killed is not None, "no actor process was seen"

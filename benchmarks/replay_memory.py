@@ -1,0 +1,136 @@
+"""A replay's driver memory against the number of images: it should stay flat from 10^3 to 10^5.
+
+Small synthetic images (64x64 JPEG crops of the sample photos, around their faces or of background, each
+at another offset or scale) in folders of 1000 are listed in a manifest and replayed with ``mldeploy
+shadow --old faces-haar@default --new faces-haar@alt2 --records DIR`` (two Haar cascades: cheap enough for
+10^5 images on two cores, and they disagree on a few crops, so the most-disagreeing heap and, with a
+truncated file every 997 images, the error path are exercised), each size in a fresh process. The figure is the driver's own peak resident memory (``VmHWM``), read while it runs:
+Ray's workers are other processes. The baseline is the smallest run, in the same invocation: the
+largest may exceed it by at most ``--tolerance`` (5% by default), else the script exits 1.
+
+Run from the repository root:
+    .venv/bin/python benchmarks/replay_memory.py [--sizes 1000,10000,100000] [--ray-sizes 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+from common import ROOT
+
+ENV = {**common.ENV, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+SIDE = 64
+
+
+#: The labelled faces of the sample photos (x, y, w, h): two crops in five are around a face, so the two
+#: cascades find some and disagree on a few (measured: 8 in 300), the rest are background.
+FACES = (("astronaut.jpg", (168, 62, 107, 120)), ("camera.jpg", (183, 110, 73, 88)))
+BACKGROUNDS = ("chelsea.jpg", "coffee.jpg", "rocket.jpg")
+
+
+def build(folder: Path, count: int) -> None:
+    """``count`` distinct 64x64 JPEG crops of the sample photos, 1000 to a folder; every 997th is truncated
+    (an unreadable image: a counted error row)."""
+    import io
+
+    from PIL import Image
+
+    open_rgb = lambda name: Image.open(ROOT / "sample_images" / name).convert("RGB")  # noqa: E731
+    faces = [(open_rgb(name), box) for name, box in FACES]
+    backgrounds = [open_rgb(name) for name in BACKGROUNDS]
+    for n in range(count):
+        step, kind = divmod(n, 5)
+        if kind < 2:
+            photo, (x, y, w, h) = faces[kind]
+            m = max(w, h) * (1.3 + (step % 7) * 0.1)
+            cx, cy = x + w / 2 + (step % 5 - 2) * 4, y + h / 2 + (step % 3 - 1) * 4 + (step // 105) % 3
+            crop = photo.crop((int(cx - m / 2), int(cy - m / 2), int(cx + m / 2), int(cy + m / 2)))
+        else:
+            photo = backgrounds[kind - 2]
+            x, y = (step * 7) % (photo.width - 2 * SIDE), (step * 11) % (photo.height - 2 * SIDE)
+            crop = photo.crop((x, y, x + 2 * SIDE, y + 2 * SIDE))
+        sub = folder / f"part-{n // 1000:04d}"
+        if n % 1000 == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        data = io.BytesIO()
+        crop.resize((SIDE, SIDE)).save(data, "JPEG", quality=85)
+        (sub / f"{n:07d}.jpg").write_bytes(data.getvalue()[: 300 if n % 997 == 996 else None])
+
+
+def run(work: Path, folder: Path, records: Path, *extra: str) -> dict:
+    command = [sys.executable, "-m", "mldeploy", "shadow", str(folder), "--old", "faces-haar@default", "--new", "faces-haar@alt2",
+               "--gates", "none", "--format", "json", "--no-progress", "--records", str(records), *extra]
+    out, err = (tempfile.TemporaryFile("w+") for _ in range(2))
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=work, env=ENV, stdout=out, stderr=err, text=True)
+    peak_kb = 0
+    while process.poll() is None:  # the driver's own high-water mark, not its children's
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - started
+    out.seek(0)
+    err.seek(0)
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err.read()[-2000:]}")
+    report = json.loads(out.read())
+    with open(records / "records.jsonl", encoding="utf-8") as fh:
+        rows = sum(1 for _ in fh)
+    s = report["summary"]
+    return {"wall": wall, "peak_mb": peak_kb / 1024, "images": s["images"], "rows": rows, "disagreeing": s["disagreeing_images"],
+            "listed": report["images_listed"]["listed"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="local engine: image counts, smallest first (the baseline)")
+    parser.add_argument("--ray-sizes", default="1000,10000", help="Ray engine: image counts ('' to skip)")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="largest peak over the baseline's, at most")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",") if n]
+    ray_sizes = [int(n) for n in args.ray_sizes.split(",") if n]
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="mldeploy-memory-bench-") as tmp:
+        work = Path(tmp)
+        folder = work / "images"
+        largest = max(sizes + ray_sizes)
+        started = time.perf_counter()
+        build(folder, largest)
+        print(f"{os.cpu_count()} CPUs; {largest} images of {SIDE}x{SIDE} written in {time.perf_counter() - started:.0f} s; "
+              "faces-haar@default against faces-haar@alt2\n")
+        print(f"{'engine':<8} {'images':>8} {'images/s':>9} {'driver peak MB':>15} {'disagreeing':>12} {'listed':>7} {'rows':>8}")
+        for engine, counts, extra in (("local", sizes, ()), ("ray", ray_sizes, ("--engine", "ray"))):
+            peaks = []
+            for count in counts:
+                subset = work / f"set-{count}"
+                subset.mkdir()
+                (subset / "manifest.txt").write_text("".join(f"../images/part-{n // 1000:04d}/{n:07d}.jpg\n" for n in range(count)))
+                r = run(work, f"@{subset / 'manifest.txt'}", subset / f"rows-{engine}", *extra)
+                ok &= r["rows"] == r["images"] == count
+                peaks.append(r["peak_mb"])
+                print(f"{engine:<8} {count:>8} {count / r['wall']:>9.0f} {r['peak_mb']:>15.0f} {r['disagreeing']:>12} {r['listed']:>7} {r['rows']:>8}")
+                subprocess.run(["rm", "-rf", str(subset)], check=True)
+            if len(peaks) > 1:
+                growth = peaks[-1] / peaks[0] - 1
+                verdict = "flat" if growth <= args.tolerance else "NOT FLAT"
+                ok &= growth <= args.tolerance
+                print(f"{engine}: driver peak {peaks[0]:.0f} MB at {counts[0]} images -> {peaks[-1]:.0f} MB at {counts[-1]}: "
+                      f"{growth:+.1%} ({verdict}; at most {args.tolerance:.0%})\n")
+    print("every image has exactly one row in --records" if ok else "FAILED: see above")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
