@@ -6,7 +6,9 @@ shadow --old faces-haar@default --new faces-haar@alt2 --records DIR`` (two Haar 
 10^5 images on two cores, and they disagree on a few crops, so the most-disagreeing heap and, with a
 truncated file every 997 images, the error path are exercised), each size in a fresh process. The figure is the driver's own peak resident memory (``VmHWM``), read while it runs:
 Ray's workers are other processes. The baseline is the smallest run, in the same invocation: the
-largest may exceed it by at most ``--tolerance`` (5% by default), else the script exits 1.
+largest may exceed it by at most ``--tolerance`` (10% by default), else the script exits 1. What may
+grow is the list of image names (about 60 bytes an image, 6 MB at 10^5); the replay itself keeps
+nothing per image.
 
 Run from the repository root:
     .venv/bin/python benchmarks/replay_memory.py [--sizes 1000,10000,100000] [--ray-sizes 1000,10000]
@@ -97,7 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="local engine: image counts, smallest first (the baseline)")
     parser.add_argument("--ray-sizes", default="1000,10000", help="Ray engine: image counts ('' to skip)")
-    parser.add_argument("--tolerance", type=float, default=0.05, help="largest peak over the baseline's, at most")
+    parser.add_argument("--tolerance", type=float, default=0.10, help="largest peak over the baseline's, at most")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",") if n]
     ray_sizes = [int(n) for n in args.ray_sizes.split(",") if n]

@@ -60,6 +60,14 @@ def decode_image(data: bytes, limit: int | None = None) -> np.ndarray:
     return _decode(io.BytesIO(data), limit)[0]
 
 
+def decode_image_at_least(data: bytes, min_side: int | None, limit: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, at a reduced size when that keeps both sides >= ``min_side`` (see
+    :func:`read_image_at_least`), and the full image's ``(width, height)``."""
+    if not data:
+        raise InvalidImageError("empty file (0 bytes)")
+    return _decode(io.BytesIO(data), limit, min_side)
+
+
 def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
     """Read and decode an image file; see :func:`decode_image` for the errors."""
     return read_image_at_least(path, None, limit)[0]

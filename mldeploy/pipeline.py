@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import os
 from array import array
 from collections import Counter, deque
@@ -22,8 +23,9 @@ from mldeploy.annotate import BoxAnnotator, encode_image
 from mldeploy.detections import Detections
 from mldeploy.errors import InferenceError, InputNotFoundError, MldeployError, OutputError
 from mldeploy.fileio import atomic_write
-from mldeploy.images import IMAGE_EXTENSIONS, read_image_at_least
+from mldeploy.images import IMAGE_EXTENSIONS, decode_image_at_least, read_image_at_least
 from mldeploy.models.base import Detector
+from mldeploy.sources import is_uri
 
 _GLOB_CHARS = set("*?[")
 
@@ -39,11 +41,18 @@ class ImageInput:
     relative: str | None = None
 
     @property
+    def uri(self) -> str | None:
+        """The object's URI when the image is in object storage (``s3://...``), else None."""
+        return self.display if is_uri(self.display) else None
+
+    @property
     def key(self) -> str:
-        """The image's name in its set: its path under the folder it came from (else its file name). The
-        canary routes by it and labels are paired by it, so a set moved elsewhere keeps both."""
+        """The image's name in its set: its path under the folder (or prefix) it came from, else its file
+        name. The canary routes by it and labels are paired by it, so a set moved elsewhere keeps both."""
         if self.relative is not None:
             return self.relative
+        if self.uri is not None:
+            return self.uri.rsplit("/", 1)[-1]
         try:
             return PurePath(self.path.resolve().relative_to(self.root)).as_posix()
         except (ValueError, OSError, RuntimeError):
@@ -143,18 +152,37 @@ class DetectionResult:
         return self.error is None
 
 
+def read_input(item: ImageInput) -> np.ndarray:
+    """The decoded image, from its file or its object (the same checks either way)."""
+    return read_input_at_least(item, None)[0]
+
+
+def read_input_at_least(item: ImageInput, min_side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`~mldeploy.images.read_image_at_least` for a file or an object in storage."""
+    if item.uri is not None:
+        from mldeploy.sources import read_bytes
+
+        return decode_image_at_least(read_bytes(item.uri), min_side)
+    return read_image_at_least(item.path, min_side)
+
+
 def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[ImageList, list[tuple[str, InputNotFoundError]]]:
     """Expand files, folders (recursively) and glob patterns into images, in a stable order.
 
     Folders contribute files with an image extension (hidden files and ``exclude`` skipped); a file
-    named explicitly is always tried, whatever its name, because decoding checks content anyway.
+    named explicitly is always tried, whatever its name, because decoding checks content anyway. An
+    object-storage URI (``s3://bucket/prefix``) contributes the images under that prefix (or the one
+    object it names); ``@FILE`` reads a manifest, one path or URI a line.
 
     Returns:
         The images, and ``(argument, error)`` for each argument that matched nothing.
     """
     images = ImageList()
     failures: list[tuple[str, InputNotFoundError]] = []
-    seen: dict[int, set[int]] = {}  # device -> inodes listed: the same file named twice (or through a link) is one image
+    # Each image's file (device, inode), or a digest of its URI, in two arrays: duplicates (the same file
+    # named twice, or through a link) are found by sorting them once the listing is done. 16 bytes an
+    # image, where a set of them took 70.
+    devices, inodes = array("Q"), array("Q")
     excluded = exclude.resolve() if exclude else None
     resolved_roots: dict[Path, Path] = {}
 
@@ -168,21 +196,38 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[Im
                 failures.append((str(path), InputNotFoundError("a symlink loop, not an image")))
                 return
             info = None
-        if info is not None:
-            inodes = seen.setdefault(info.st_dev, set())
-            if info.st_ino in inodes:
-                return
-            inodes.add(info.st_ino)
         if root not in resolved_roots:
             resolved_roots[root] = root.resolve()
+        devices.append(info.st_dev + 2 if info is not None else 0)  # 0: no file to compare (never a duplicate), 1: an object
+        inodes.append(info.st_ino if info is not None else len(inodes))
         images.append(str(path), resolved_roots[root], relative)
+
+    def add_remote(uri: str, root: str, relative: str) -> None:
+        devices.append(1)
+        inodes.append(int.from_bytes(hashlib.blake2b(uri.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "big"))
+        images.append(uri, Path(root), relative)
 
     for arg in args:
         path = Path(arg)
-        if arg.startswith("@") and not path.exists():  # @FILE: a manifest, one path a line
+        if is_uri(arg):  # a prefix (or one object) in object storage
+            from mldeploy.sources import list_images
+
+            try:
+                found = 0
+                for uri, relative in list_images(arg, IMAGE_EXTENSIONS):
+                    found += 1
+                    add_remote(uri, arg, relative)
+                if not found:
+                    failures.append((arg, InputNotFoundError("no image objects under this prefix")))
+            except InputNotFoundError as exc:
+                failures.append((arg, exc))
+            continue
+        if arg.startswith("@") and not path.exists():  # @FILE: a manifest, one path or URI a line
             for line, listed, problem in _manifest(Path(arg[1:])):
                 if problem is not None:
                     failures.append((f"{arg}:{line}" if line else arg, InputNotFoundError(problem)))
+                elif isinstance(listed, str):  # an object: read (and found missing, if it is) when replayed
+                    add_remote(listed, listed.rsplit("/", 1)[0], listed.split("://", 1)[1].split("/", 1)[-1])
                 else:
                     add(listed, Path(arg[1:]).parent, _under(listed, Path(arg[1:]).parent))
             continue
@@ -205,7 +250,31 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[Im
                 add(item, root, _under(item, root))
         else:
             failures.append((arg, InputNotFoundError("no such file or folder")))
-    return images, failures
+    return _first_of_each(images, devices, inodes), failures
+
+
+def _first_of_each(listed: ImageList, devices: array, inodes: array) -> ImageList:
+    """``listed`` without the images that name a file (or object) listed before them."""
+    n = len(listed)
+    if n < 2:
+        return listed
+    device, inode = np.frombuffer(devices, dtype=np.uint64), np.frombuffer(inodes, dtype=np.uint64)
+    order = np.lexsort((np.arange(n), inode, device))  # by file, then by position: the first of each file leads
+    same = (device[order][1:] == device[order][:-1]) & (inode[order][1:] == inode[order][:-1]) & (device[order][1:] != 0)
+    if not same.any():
+        return listed
+    drop = set()
+    for at in np.flatnonzero(same):
+        first, later = int(order[at]), int(order[at + 1])
+        if devices[later] != 1 or listed[later].display == listed[first].display:  # an object's digest: confirmed by its URI
+            drop.add(later)
+    if not drop:
+        return listed
+    kept = ImageList()
+    for i, item in enumerate(listed):
+        if i not in drop:
+            kept.append(item.display, item.root, item.relative)
+    return kept
 
 
 def _under(path: Path, folder: Path) -> str | None:
@@ -214,10 +283,11 @@ def _under(path: Path, folder: Path) -> str | None:
     return None if relative == ".." or relative.startswith(".." + os.sep) or os.path.isabs(relative) else PurePath(relative).as_posix()
 
 
-def _manifest(manifest: Path) -> Iterator[tuple[int, Path | None, str | None]]:
-    """The images a manifest lists: ``(line, path, None)``, or ``(line, None, why)`` for a line that names
-    nothing readable. Paths are relative to the manifest's folder; ``#`` starts a comment. Read line by
-    line, so a list of millions of images is never held as text."""
+def _manifest(manifest: Path) -> Iterator[tuple[int, Path | str | None, str | None]]:
+    """The images a manifest lists: ``(line, path or URI, None)``, or ``(line, None, why)`` for a line that
+    names nothing readable. Paths are relative to the manifest's folder; ``#`` starts a comment. Read line
+    by line, so a list of millions of images is never held as text; a URI's object is not looked up here
+    (a request each), so a missing one is an error row of the run."""
     from mldeploy.fileio import not_a_regular_file
 
     why = not_a_regular_file(manifest)
@@ -229,8 +299,8 @@ def _manifest(manifest: Path) -> Iterator[tuple[int, Path | None, str | None]]:
             text = raw.split("#", 1)[0].strip()
             if not text:
                 continue
-            if "://" in text:
-                yield number, None, f"{text}: only local paths can be listed (object storage is not supported yet)"
+            if is_uri(text):
+                yield number, text, None
                 continue
             listed = Path(text) if Path(text).is_absolute() else manifest.parent / text
             problem = not_a_regular_file(listed)
@@ -259,17 +329,22 @@ def _glob_root(pattern: str) -> Path:
 
 
 class AnnotatedImageWriter:
-    """Writes annotated copies under ``out_dir``, mirroring the inputs' folder tree, never over an input."""
+    """Writes annotated copies under ``out_dir``, mirroring the inputs' folder tree (an object's copy goes
+    under its bucket's name), never over an input."""
 
     def __init__(self, out_dir: Path, inputs: Sequence[ImageInput], annotator: BoxAnnotator | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.annotator = annotator or BoxAnnotator()
-        roots = {str(item.root) for item in inputs}
+        local = [item for item in inputs if item.uri is None]
+        roots = {str(item.root) for item in local}
         self._base = Path(os.path.commonpath(sorted(roots))) if roots else Path.cwd()
-        self._inputs = {item.path.resolve() for item in inputs}
+        self._inputs = {item.path.resolve() for item in local}
 
     def target(self, item: ImageInput) -> Path:
-        relative = item.path.resolve().relative_to(self._base)
+        if item.uri is not None:
+            relative = Path(*item.uri.split("://", 1)[1].split("/"))
+        else:
+            relative = item.path.resolve().relative_to(self._base)
         suffix = relative.suffix.lower()
         if suffix not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
             relative = relative.with_name(relative.name + ".png")  # keep the name, pick a format we can write
@@ -277,7 +352,7 @@ class AnnotatedImageWriter:
 
     def save(self, item: ImageInput, image: np.ndarray, detections: Detections) -> Path:
         target = self.target(item)
-        if target.resolve() in self._inputs or (target.exists() and os.path.samefile(target, item.path)):
+        if target.resolve() in self._inputs or (item.uri is None and target.exists() and os.path.samefile(target, item.path)):
             raise OutputError(f"refusing to overwrite input image {target}")
         try:
             data = encode_image(self.annotator.annotate(image, detections), target.suffix)
@@ -318,7 +393,7 @@ def detect_images(
         def queue_next() -> None:
             item = next(source, None)
             if item is not None:
-                decoding.append((item, pool.submit(read_image_at_least, item.path, min_side)))
+                decoding.append((item, pool.submit(read_input_at_least, item, min_side)))
 
         for _ in range(max(1, prefetch)):
             queue_next()

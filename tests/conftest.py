@@ -170,3 +170,18 @@ def byo_project(project_dir, byo_nets):
     with open(project_dir / "mldeploy.toml", "a") as fh:
         fh.write(BYO_TOML)
     return project_dir
+
+
+@pytest.fixture
+def cli():
+    """``cli(*args)``: mldeploy's Typer app in this process (CliRunner), exceptions not caught."""
+    from typer.testing import CliRunner
+
+    from mldeploy.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -169,10 +169,9 @@ def test_a_manifest_lists_images_relative_to_itself(tmp_path, samples):
     manifest = folder / "list.txt"
     manifest.write_text(f"a/one.jpg\n# the golden set\n\n{absolute}  # absolute\na/missing.jpg\ns3://bucket/key.jpg\na/one.jpg\n")
     images, failures = collect_inputs([f"@{manifest}"])
-    assert [i.path for i in images] == [folder / "a" / "one.jpg", absolute]  # listed twice, replayed once
-    assert [(arg, str(err)) for arg, err in failures] == [
-        (f"@{manifest}:5", "a/missing.jpg: no such file"),
-        (f"@{manifest}:6", "s3://bucket/key.jpg: only local paths can be listed (object storage is not supported yet)")]
+    assert [i.display for i in images] == [str(folder / "a" / "one.jpg"), str(absolute), "s3://bucket/key.jpg"]  # listed twice, replayed once
+    assert images[2].uri == "s3://bucket/key.jpg" and images[2].key == "key.jpg"  # an object is looked up when it is read
+    assert [(arg, str(err)) for arg, err in failures] == [(f"@{manifest}:5", "a/missing.jpg: no such file")]
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     images, failures = collect_inputs([f"@{fifo}", f"@{tmp_path / 'none.txt'}"])

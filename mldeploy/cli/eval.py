@@ -57,7 +57,7 @@ def eval_command(
 
     collected = collect_inputs(paths)
     try:  # before the run, as shadow does: a report that cannot be written must not cost the run
-        check_destinations((report, junit), ((html, "--html"),), (item.path for item in collected[0]))
+        check_destinations((report, junit), ((html, "--html"),), (item.path for item in collected[0] if item.uri is None))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     ray = ray_options(engine, address, actors, actor_cpus)

@@ -92,7 +92,7 @@ def write_eval_html(folder: Path, run: EvalRun, gates: Sequence = (), protect: S
         wrong = worst_images(e.images, max_images)
         for n, s in enumerate(wrong, 1):
             result = paths.get(s.name)
-            name, error = draw(staging, n, Path(result.source) if result else Path(s.name),
+            name, error = draw(staging, n, result.source if result else s.name,
                                lambda image: annotator.annotate(image, s.comparison, ("truth", f"prediction: {e.model}")))
             caption = f"<code>{esc(s.name)}</code>: {s.tp} found, {s.fn} missed, {s.fp} false"
             figures.append(f'<figure><img src="{name}" alt="{esc(s.name, quote=True)}" loading="lazy"><figcaption>{caption}</figcaption></figure>'

@@ -32,7 +32,7 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
         annotator = ComparisonAnnotator()
         figures = []
         for n, record in enumerate(most_disagreeing(report.records, max_images), 1):
-            name, error = draw(staging, n, record.item.path, lambda image: annotator.annotate(
+            name, error = draw(staging, n, record.item, lambda image: annotator.annotate(
                 image, record.comparison, (f"old: {record.old.model}", f"new: {record.new.model}")))
             figures.append(_figure(record, name, error, report.truths))
         return _page(report, figures, report.summary.agreement.disagreeing_images)
@@ -40,15 +40,17 @@ def write_html(folder: Path, report: Report, protect: Sequence[Path] = (), max_i
     return write_report_folder(folder, protect, build)
 
 
-def draw(staging: Path, n: int, path: Path, annotate) -> tuple[str | None, str | None]:
-    """``images/NNNN.jpg`` drawn by ``annotate(image)``: ``(its name, None)``, or ``(None, why not)`` when the
-    image changed or vanished since it was read."""
+def draw(staging: Path, n: int, source, annotate) -> tuple[str | None, str | None]:
+    """``images/NNNN.jpg`` drawn by ``annotate(image)`` on ``source`` (an ImageInput, or the path or URI it
+    was shown as), read back now: only the images a page shows are read again. ``(its name, None)``, or
+    ``(None, why not)`` when the image changed or vanished since it was read."""
     from mldeploy.annotate import encode_image
-    from mldeploy.images import read_image
+    from mldeploy.pipeline import ImageInput, read_input
 
+    item = source if isinstance(source, ImageInput) else ImageInput(Path(source), str(source), Path("."))
     name = f"images/{n:04d}.jpg"
     try:
-        (staging / name).write_bytes(encode_image(annotate(read_image(path)), ".jpg", 85))
+        (staging / name).write_bytes(encode_image(annotate(read_input(item)), ".jpg", 85))
     except MldeployError as exc:
         return None, str(exc)
     return name, None

@@ -1,7 +1,8 @@
 """The Ray engine: a shadow replay spread over a Ray cluster's CPUs with Ray Data.
 
-Images are read as bytes (``ray.data.read_binary_files``: one unreadable file must not fail the whole
-dataset the way ``read_images`` does) and handed in batches to a pool of :class:`ReplayActor`. Each actor
+Images are read as bytes (``ray.data.read_binary_files``, local files and objects in storage through the
+same pyarrow filesystems as the local engine: one unreadable file must not fail the whole dataset the
+way ``read_images`` does, and one gone missing gives an error row) and handed in batches to a pool of :class:`ReplayActor`. Each actor
 loads both versions once (pins checked, as on the driver), decodes each image with mldeploy's own
 checks, runs both versions in alternating order (the local engine's fairness rule) and returns a
 compact row per image: both answers, their times, or the error. The driver rebuilds each record as it
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from mldeploy import errors as error_types
-from mldeploy.errors import MldeployError, UsageError
+from mldeploy.errors import InputNotFoundError, MldeployError, UsageError
 from mldeploy.pipeline import DetectionResult, ImageInput
 from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowRun, finish_run
 from mldeploy.compare import failed_comparison, match
@@ -188,26 +189,56 @@ def detect_ray(inputs: Sequence[ImageInput], project, ref: str, *, options: RayO
 
     ray = connect(options)
     actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
-    paths, by_path = _paths(inputs)
-    found = ray.data.read_binary_files(paths, include_paths=True).map_batches(
+    dataset, by_path = _read(ray, inputs)
+    found = dataset.map_batches(
         DetectActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
         fn_constructor_kwargs={**_project_args(project), "ref": ref})
     results: list[tuple[int, DetectionResult]] = []
+    seen = bytearray(len(inputs))
     for row in found.iter_rows():
         index = by_path[_local(row["path"], by_path)]
+        seen[index] = 1
         item = inputs[index]
         error = _error(row["error"])
         result = DetectionResult(item.display, ref, answer_from_json(row["answer"]) if error is None else None, error, float(row["seconds"]))
         results.append((index, result))
         if on_image is not None:
             on_image(result)
+    for index, error in _missing(inputs, seen):
+        results.append((index, DetectionResult(inputs[index].display, ref, error=error)))
+        if on_image is not None:
+            on_image(results[-1][1])
     return [result for _, result in sorted(results, key=lambda pair: pair[0])]
 
 
-def _paths(inputs: Sequence[ImageInput]) -> tuple[list[str], dict[str, int]]:
-    """What Ray Data reads (absolute paths: a worker's folder is its own), and each one's position in ``inputs``."""
-    paths = [str(item.path.resolve()) for item in inputs]
-    return paths, {path: i for i, path in enumerate(paths)}
+def _read(ray, inputs: Sequence[ImageInput]):
+    """A Ray dataset of every input's bytes (local files, and each storage's objects through its pyarrow
+    filesystem), and the position in ``inputs`` of each path Ray will name. A path that is missing by
+    the time Ray lists it gives no row (``ignore_missing_paths``) instead of failing the whole dataset;
+    :func:`_missing` turns it into an error row."""
+    from mldeploy.sources import filesystem
+
+    local: list[str] = []
+    stores: dict[int, tuple[Any, list[str]]] = {}
+    by_path: dict[str, int] = {}
+    for i, item in enumerate(inputs):
+        if item.uri is None:
+            path = str(item.path.resolve())  # absolute: a worker's folder is its own
+            local.append(path)
+        else:
+            store, path = filesystem(item.uri)
+            stores.setdefault(id(store), (store, []))[1].append(path)
+        by_path[path] = i
+    parts = [ray.data.read_binary_files(local, include_paths=True, ignore_missing_paths=True)] if local else []
+    parts += [ray.data.read_binary_files(paths, filesystem=store, include_paths=True, ignore_missing_paths=True) for store, paths in stores.values()]
+    return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]), by_path
+
+
+def _missing(inputs: Sequence[ImageInput], seen: bytearray) -> Iterator[tuple[int, MldeployError]]:
+    """The inputs Ray gave no row for: gone before they could be read."""
+    for i, item in enumerate(inputs):
+        if not seen[i]:
+            yield i, InputNotFoundError("no such object" if item.uri is not None else "no such file")
 
 
 def _project_args(project) -> dict[str, str | None]:
@@ -250,14 +281,19 @@ def replay_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str
     numbering of the steps before)."""
     ray = connect(options)
     actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
-    paths, by_path = _paths(inputs)
-    dataset = ray.data.read_binary_files(paths, include_paths=True)
+    dataset, by_path = _read(ray, inputs)
     replayed = dataset.map_batches(
         ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
         fn_constructor_kwargs={**_project_args(project), "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None})
+    seen = bytearray(len(inputs))
     for row in replayed.iter_rows():
         index = by_path[_local(row["path"], by_path)]
+        seen[index] = 1
         yield _record(offset + index, inputs[index], row, old_ref, new_ref, iou_threshold, drift_iou)
+    for index, error in _missing(inputs, seen):
+        item = inputs[index]
+        yield ShadowRecord(offset + index, item, DetectionResult(item.display, old_ref, error=error), DetectionResult(item.display, new_ref, error=error),
+                           input_error=error)
 
 
 def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,

@@ -176,7 +176,7 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
         scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
         truths = read_truths(labels, images, scored, label_map=label_map, project_map=project.label_map(), names=names)
     try:  # before the run: a verdict must never be lost to a report that cannot be written
-        check_destinations(outputs, ((html, "--html"), (records, "--records")), (item.path for item in images))
+        check_destinations(outputs, ((html, "--html"), (records, "--records")), (item.path for item in images if item.uri is None))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths,

@@ -31,9 +31,8 @@ import numpy as np
 from mldeploy.capture.replay import CapturedInput, RecordedAnswers
 from mldeploy.compare import DRIFT_IOU, AgreementMetric, AgreementResult, ImageComparison, failed_comparison, match
 from mldeploy.errors import MldeployError
-from mldeploy.images import read_image
 from mldeploy.models.base import Detector
-from mldeploy.pipeline import DetectionResult, ImageInput, run_detector
+from mldeploy.pipeline import DetectionResult, ImageInput, read_input, run_detector
 from mldeploy.rollout.latency import LatencySample, LatencyStats, RatioEstimate, paired_ratio
 from mldeploy.truth.evaluate import TruthScores, evaluate
 from mldeploy.truth.run import Truths, score
@@ -150,7 +149,7 @@ def replay(
             nxt = next(source, None)
             if nxt is not None:
                 index, item = nxt
-                decoding.append((index, item, io_pool.submit(read_image, item.path)))
+                decoding.append((index, item, io_pool.submit(read_input, item)))
 
         for _ in range(max(1, prefetch)):
             queue_next()

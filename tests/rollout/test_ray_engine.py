@@ -169,3 +169,23 @@ def test_eval_on_ray_scores_like_local(project_dir, with_bad_files):
     for key in ("summary", "images", "problems", "failed"):
         assert ray_report[key] == local_report[key], key
     assert ray_report["summary"]["tp"] == 2 and len(ray_report["failed"]) == 3
+
+
+def test_objects_in_s3_replay_on_ray_as_on_the_local_engine(project_dir):
+    """Ray Data reads the objects through the same pyarrow filesystem (moto's S3 server on 127.0.0.1); an
+    object a manifest names but the bucket lacks is an error row on both engines, not a failed dataset."""
+    pytest.importorskip("moto.server", reason="the S3 tests need moto's server: pip install -e '.[test]'")
+    from tests.helpers import PHOTOS
+    from tests.helpers.s3 import s3_server, upload
+
+    with s3_server() as env:
+        upload(env, "golden", {**{f"v1/{name}": project_dir / "photos" / name for name in PHOTOS}, "v1/cut.jpg": b"\xff\xd8\xff junk"})
+        (project_dir / "more.txt").write_text("s3://golden/v1/camera.jpg\ns3://golden/v1/gone.jpg\n")  # camera.jpg is listed once
+        args = ("shadow", "s3://golden/v1", "@more.txt", "--new", "blind", "--gates", "none", "--format", "json")
+        local = mldeploy(project_dir, *args, env=env)
+        ray = mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25", env=env)
+    assert local.returncode == ray.returncode == 1, ray.stderr[-3000:]
+    local_report, ray_report = json.loads(local.stdout), json.loads(ray.stdout)
+    assert agreement(ray_report) == agreement(local_report)
+    assert local_report["summary"]["images"] == 7 and local_report["summary"]["unreadable"] == 2
+    assert "s3://golden/v1/gone.jpg: no such object" in ray.stderr and "s3://golden/v1/gone.jpg: no such object" in local.stderr
