@@ -104,15 +104,16 @@ def pool_size(cluster_cpus: float, options: RayOptions) -> tuple[int, float]:
 
 
 class ReplayActor:
-    """Both versions, loaded once per actor; ``__call__`` replays a batch of images (bytes and paths)."""
+    """Both versions, loaded once per actor; ``__call__`` replays a batch of images (bytes and paths).
+    ``old=None``: a capture replay, whose old answers are the recorded ones (the driver has them)."""
 
-    def __init__(self, state_dir: str | None, config_path: str | None, old: str, new: str, labels: Sequence[str] | None, cwd: str) -> None:
+    def __init__(self, state_dir: str | None, config_path: str | None, old: str | None, new: str, labels: Sequence[str] | None, cwd: str) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from mldeploy.project import Project
 
         project = Project(state_dir=Path(state_dir) if state_dir else None, config_path=Path(config_path) if config_path else None, cwd=Path(cwd))
         registry = project.registry()
-        self.old = project.load(registry.resolve(old))
+        self.old = project.load(registry.resolve(old)) if old is not None else None
         self.new = project.load(registry.resolve(new))
         self.labels = list(labels) if labels else None
         self.warm = False
@@ -134,12 +135,12 @@ class ReplayActor:
             else:
                 if not self.warm:
                     self.warm = True
-                    for detector in (self.old, self.new):
+                    for detector in (d for d in (self.old, self.new) if d is not None):
                         try:
                             detector.detect(image)
                         except Exception:
                             pass
-                sides = [("old", self.old), ("new", self.new)]
+                sides = [(side, d) for side, d in (("old", self.old), ("new", self.new)) if d is not None]
                 if self.index % 2:
                     sides.reverse()  # alternate which version runs first, as the local engine does
                 self.index += 1
@@ -196,14 +197,14 @@ def detect_ray(inputs: Sequence[ImageInput], project, ref: str, *, options: RayO
     results: list[tuple[int, DetectionResult]] = []
     seen = bytearray(len(inputs))
     for row in found.iter_rows():
-        index = by_path[_local(row["path"], by_path)]
-        seen[index] = 1
-        item = inputs[index]
-        error = _error(row["error"])
-        result = DetectionResult(item.display, ref, answer_from_json(row["answer"]) if error is None else None, error, float(row["seconds"]))
-        results.append((index, result))
-        if on_image is not None:
-            on_image(result)
+        for index in by_path.all(_local(row["path"], by_path)):
+            seen[index] = 1
+            item = inputs[index]
+            error = _error(row["error"])
+            result = DetectionResult(item.display, ref, answer_from_json(row["answer"]) if error is None else None, error, float(row["seconds"]))
+            results.append((index, result))
+            if on_image is not None:
+                on_image(result)
     for index, error in _missing(inputs, seen):
         results.append((index, DetectionResult(inputs[index].display, ref, error=error)))
         if on_image is not None:
@@ -220,18 +221,39 @@ def _read(ray, inputs: Sequence[ImageInput]):
 
     local: list[str] = []
     stores: dict[int, tuple[Any, list[str]]] = {}
-    by_path: dict[str, int] = {}
+    by_path = _PathIndex()
     for i, item in enumerate(inputs):
         if item.uri is None:
             path = str(item.path.resolve())  # absolute: a worker's folder is its own
-            local.append(path)
+            if by_path.add(path, i):
+                local.append(path)
         else:
             store, path = filesystem(item.uri)
-            stores.setdefault(id(store), (store, []))[1].append(path)
-        by_path[path] = i
+            if by_path.add(path, i):
+                stores.setdefault(id(store), (store, []))[1].append(path)
     parts = [ray.data.read_binary_files(local, include_paths=True, ignore_missing_paths=True)] if local else []
     parts += [ray.data.read_binary_files(paths, filesystem=store, include_paths=True, ignore_missing_paths=True) for store, paths in stores.values()]
     return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]), by_path
+
+
+class _PathIndex(dict):
+    """Path Ray will name -> position in the inputs. A path given twice (a capture stores an image sent
+    twice once) is read once and answers every position that names it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._more: dict[str, list[int]] = {}
+
+    def add(self, path: str, index: int) -> bool:
+        """Record ``index`` for ``path``; True when the path is new (to be read)."""
+        if path in self:
+            self._more.setdefault(path, []).append(index)
+            return False
+        self[path] = index
+        return True
+
+    def all(self, path: str) -> list[int]:
+        return [self[path], *self._more.get(path, ())]
 
 
 def _missing(inputs: Sequence[ImageInput], seen: bytearray) -> Iterator[tuple[int, MldeployError]]:
@@ -255,7 +277,8 @@ def _error(text: str | None) -> MldeployError | None:
     return kind(message) if isinstance(kind, type) and issubclass(kind, MldeployError) else MldeployError(message)
 
 
-def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str, iou: float, drift_iou: float) -> ShadowRecord:
+def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str, iou: float, drift_iou: float,
+            recorded: bool = False, labels: Sequence[str] | None = None) -> ShadowRecord:
     from mldeploy.capture.store import answer_from_json
 
     input_error = _error(row["input_error"])
@@ -264,6 +287,10 @@ def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str,
                             DetectionResult(item.display, new_ref, error=input_error), input_error=input_error)
     results = {}
     for side, ref in (("old", old_ref), ("new", new_ref)):
+        if side == "old" and recorded:  # a capture's: the answer and time the server gave, as the local engine reads them
+            answer = item.record.answer
+            results[side] = DetectionResult(item.display, ref, answer.filter(labels=labels) if labels else answer, seconds=item.record.seconds)
+            continue
         error = _error(row[f"{side}_error"])
         detections = answer_from_json(row[side]) if error is None else None
         results[side] = DetectionResult(item.display, ref, detections, error, float(row[f"{side}_seconds"]))
@@ -275,21 +302,23 @@ def _record(index: int, item: ImageInput, row: dict, old_ref: str, new_ref: str,
 
 
 def replay_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
-               drift_iou: float = 0.8, labels: Sequence[str] | None = None, offset: int = 0) -> Iterator[ShadowRecord]:
+               drift_iou: float = 0.8, labels: Sequence[str] | None = None, offset: int = 0, recorded: bool = False) -> Iterator[ShadowRecord]:
     """The shadow replay of ``inputs`` on a Ray cluster: one :class:`ShadowRecord` per image as Ray
     returns it (not in input order), numbered from ``offset`` (a canary step's slice continues the
-    numbering of the steps before)."""
+    numbering of the steps before). ``recorded``: the inputs are a capture's requests and the old
+    answers their recorded ones; only the new version runs."""
     ray = connect(options)
     actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), options)
     dataset, by_path = _read(ray, inputs)
     replayed = dataset.map_batches(
         ReplayActor, batch_size=4, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
-        fn_constructor_kwargs={**_project_args(project), "old": old_ref, "new": new_ref, "labels": list(labels) if labels else None})
+        fn_constructor_kwargs={**_project_args(project), "old": None if recorded else old_ref, "new": new_ref,
+                               "labels": list(labels) if labels else None})
     seen = bytearray(len(inputs))
     for row in replayed.iter_rows():
-        index = by_path[_local(row["path"], by_path)]
-        seen[index] = 1
-        yield _record(offset + index, inputs[index], row, old_ref, new_ref, iou_threshold, drift_iou)
+        for index in by_path.all(_local(row["path"], by_path)):
+            seen[index] = 1
+            yield _record(offset + index, inputs[index], row, old_ref, new_ref, iou_threshold, drift_iou, recorded, labels)
     for index, error in _missing(inputs, seen):
         item = inputs[index]
         yield ShadowRecord(offset + index, item, DetectionResult(item.display, old_ref, error=error), DetectionResult(item.display, new_ref, error=error),
@@ -298,12 +327,13 @@ def replay_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str
 
 def run_shadow_ray(inputs: Sequence[ImageInput], project, old_ref: str, new_ref: str, *, options: RayOptions, iou_threshold: float = 0.5,
                    drift_iou: float = 0.8, labels: Sequence[str] | None = None, truths=None,
-                   on_record: Callable[[ShadowRecord], None] | None = None) -> ShadowRun:
+                   on_record: Callable[[ShadowRecord], None] | None = None, recorded: bool = False) -> ShadowRun:
     """The shadow replay of ``inputs`` on a Ray cluster, summarised as it streams in by the same
     :class:`ShadowMetric` as the local engine's: the same :class:`ShadowRun`."""
-    metric = ShadowMetric(old_ref, new_ref, iou_threshold, drift_iou, truths=truths)
+    metric = ShadowMetric(old_ref, new_ref, iou_threshold, drift_iou, recorded=recorded, truths=truths)
     started = time.perf_counter()
-    for record in replay_ray(inputs, project, old_ref, new_ref, options=options, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels):
+    for record in replay_ray(inputs, project, old_ref, new_ref, options=options, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels,
+                             recorded=recorded):
         metric.update(record)
         if on_record is not None:
             on_record(record)

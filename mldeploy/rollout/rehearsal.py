@@ -116,13 +116,12 @@ class Rehearsal:
 
 
 def _on_ray(r: Rehearsal, ray: RayOptions):
-    """A connection to the Ray cluster for this rehearsal, after the checks that must come first: image
-    files (not a capture), and both versions' pins (one line here, not an error in every actor)."""
+    """A connection to the Ray cluster for this rehearsal, after the check that must come first: the pins
+    of the versions that will run (one line here, not an error in every actor)."""
     from mldeploy.rollout.ray_engine import session
 
-    if r.capture is not None:
-        raise UsageError("--engine ray replays image files; a capture replays on the local engine")
-    r.project.check_pins(r.old_spec)
+    if r.capture is None:  # a capture's old answers are recorded: that version does not run
+        r.project.check_pins(r.old_spec)
     r.project.check_pins(r.new_spec)
     return session(ray)
 
@@ -191,7 +190,7 @@ def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Calla
 
         with _on_ray(r, ray):
             run = run_shadow_ray(r.images, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
-                                 labels=r.labels, truths=r.truths, on_record=on_record)
+                                 labels=r.labels, truths=r.truths, on_record=on_record, recorded=r.capture is not None)
         engine = {"engine": "ray", "address": ray.address or "local"}
     else:
         run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record,
@@ -229,10 +228,10 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
             if not items:
                 return iter(())
             return replay_ray(items, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
-                              labels=r.labels, offset=start)
+                              labels=r.labels, offset=start, recorded=r.capture is not None)
 
         engine = {"engine": "ray", "address": ray.address or "local"}
-    old, new = (r.old, r.new) if ray is None else (_Named(r.old_spec), _Named(r.new_spec))
+    old, new = (r.old, r.new) if ray is None else (r.old if r.capture is not None else _Named(r.old_spec), _Named(r.new_spec))
     with connection:
         run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
                          truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, on_record=on_record, replay_slice=replay_slice)

@@ -172,6 +172,12 @@ class Deployments:
             row["pending"] = pending.get((name, row["live_version"], row["shadow_version"]), 0)
         return rows
 
+    def refresh_metrics(self) -> None:
+        """Gauges that are read from the capture, brought up to date for a scrape."""
+        if self.mirror is not None:
+            with self.capturer.books:
+                self.mirror.publish_pending()
+
     # -- canary guard ----------------------------------------------------------------------------
     def _roll_back_canary(self, model: str, version: str, reason: str) -> None:
         from mldeploy.rollout.releases import set_route

@@ -189,3 +189,30 @@ def test_objects_in_s3_replay_on_ray_as_on_the_local_engine(project_dir):
     assert agreement(ray_report) == agreement(local_report)
     assert local_report["summary"]["images"] == 7 and local_report["summary"]["unreadable"] == 2
     assert "s3://golden/v1/gone.jpg: no such object" in ray.stderr and "s3://golden/v1/gone.jpg: no such object" in local.stderr
+
+
+def test_a_capture_replays_on_ray_as_on_the_local_engine(project_dir, registry):
+    """The old answers are the recorded ones (faces@v1 never runs on the cluster); an image sent twice is
+    stored once and read once, and answers both requests."""
+    from mldeploy.capture import CaptureStore
+    from mldeploy.images import read_image
+    from mldeploy.models import load_detector
+
+    store = CaptureStore(project_dir / "cap", budget_bytes=64 << 20)
+    live = load_detector(registry.resolve("faces@v1"))
+    photos = sorted((project_dir / "photos").glob("*.jpg"))
+    for path in [*photos, photos[0]]:
+        detections, seconds = live.timed_detect(read_image(path))
+        store.add(path.read_bytes(), "faces", "v1", "live", detections, seconds, shadow="v2")
+    store.close()
+    args = ("shadow", "--capture", "cap", "--new", "v1", "--format", "json")  # faces@v1 again, against what it answered live
+    local, ray = mldeploy(project_dir, *args), mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25")
+    assert local.returncode == ray.returncode == 0, ray.stderr[-3000:]
+    local_report, ray_report = json.loads(local.stdout), json.loads(ray.stdout)
+    assert agreement(ray_report) == agreement(local_report) and ray_report["summary"]["compared"] == 6
+    assert ray_report["summary"]["boxes"]["matched"] == 4 and ray_report["summary"]["disagreeing_images"] == 0
+    assert ray_report["summary"]["latency"]["paired_images"] == 0  # the old side did not run here: no latency pairs
+    canary = ("canary", "--capture", "cap", "--new", "blind", "--steps", "50,100", "--dry-run", "--format", "json")
+    steps = [json.loads(mldeploy(project_dir, *canary, *engine).stdout)["timeline"] for engine in ((), ("--engine", "ray", "--actor-cpus", "0.25"))]
+    assert [(s["canary_requests"], s["verdict"]) for s in steps[1]] == [(s["canary_requests"], s["verdict"]) for s in steps[0]]
+    assert steps[0][0]["verdict"] == "fail"  # blind finds none of the recorded faces: the first step stops the rollout

@@ -67,4 +67,5 @@ async def readyz(request: Request):
 async def metrics(request: Request):
     from prometheus_client import CONTENT_TYPE_LATEST
 
+    await run_in_threadpool(request.app.state.deployments.refresh_metrics)  # a query of the capture: not on the event loop
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

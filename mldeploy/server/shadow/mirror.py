@@ -143,7 +143,7 @@ class ShadowMirror:
         while not self._stop.is_set():
             try:
                 if time.monotonic() - published > 0.5:
-                    self._publish_pending()
+                    self.publish_pending()
                     published = time.monotonic()
                 job = self._next()
                 if job is None:
@@ -166,7 +166,9 @@ class ShadowMirror:
                 while self._in_flight and not self._stop.is_set():
                     self._idle.wait(0.5)
 
-    def _publish_pending(self) -> None:
+    def publish_pending(self) -> None:
+        """Set the pending gauge from the capture: every half second here, and on each scrape of
+        ``/metrics`` (so it agrees with ``/models/{name}/shadow`` read at the same moment)."""
         waiting: dict[tuple[str, str], int] = {(model, shadow.version): 0 for model, (_live, shadow) in self._shadows().items()}
         for (model, _live, shadow), n in self.capturer.store.pending().items():
             waiting[(model, shadow)] = waiting.get((model, shadow), 0) + n
