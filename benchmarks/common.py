@@ -90,3 +90,38 @@ def run_clients(workers: Sequence[Callable[[], None]], latencies: list[float]) -
     latencies.sort()
     return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": statistics.median(latencies),
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
+
+
+@dataclass(frozen=True)
+class DriverRun:
+    """What :func:`run_measuring_peak` saw: the command's output, wall seconds, and its own peak memory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall: float
+    peak_mb: float
+
+
+def run_measuring_peak(command: Sequence[str], cwd: Path, env: dict) -> DriverRun:
+    """Run ``command`` and read its high-water mark (``VmHWM``) while it runs: the process's own peak,
+    not its children's (Ray's workers are other processes)."""
+    import subprocess
+    import tempfile
+
+    out, err = (tempfile.TemporaryFile("w+") for _ in range(2))
+    started = time.perf_counter()
+    process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+    peak_kb = 0
+    while process.poll() is None:
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - started
+    out.seek(0)
+    err.seek(0)
+    return DriverRun(process.returncode, out.read(), err.read(), wall, peak_kb / 1024)

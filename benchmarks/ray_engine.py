@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import common
@@ -30,25 +28,11 @@ ENV = {**common.ENV, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
 def run(work: Path, folder: Path, *extra: str) -> dict:
     command = [sys.executable, "-m", "mldeploy", "shadow", str(folder), "--old", "v1", "--new", "v1-copy", "--gates", "none",
                "--format", "json", "--no-progress", *extra]
-    started = time.perf_counter()
-    out, err = (tempfile.TemporaryFile("w+") for _ in range(2))
-    process = subprocess.Popen(command, cwd=work, env=ENV, stdout=out, stderr=err, text=True)
-    peak_kb = 0
-    while process.poll() is None:  # the driver's own high-water mark (VmHWM), not its children's (Ray's workers)
-        try:
-            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kb = max(peak_kb, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            break
-        time.sleep(0.05)
-    wall = time.perf_counter() - started
-    out.seek(0)
-    err.seek(0)
-    if process.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err.read()[-2000:]}")
-    report = json.loads(out.read())
-    return {"wall": wall, "peak_mb": peak_kb / 1024, "compared": report["summary"]["compared"], "matched": report["summary"]["boxes"]["matched"]}
+    run = common.run_measuring_peak(command, work, ENV)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed ({run.returncode}):\n{run.stderr[-2000:]}")
+    report = json.loads(run.stdout)
+    return {"wall": run.wall, "peak_mb": run.peak_mb, "compared": report["summary"]["compared"], "matched": report["summary"]["boxes"]["matched"]}
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ class OutputFormat(str, Enum):
 
 
 def detect(
-    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively), glob patterns, s3://bucket/prefix, and @MANIFEST (a path or URI a line).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="Model as NAME or NAME@VERSION (see 'mldeploy models').")] = DEFAULT_MODEL,
     conf: Annotated[Optional[float], typer.Option("--conf", "-c", min=0.0, max=1.0, help="Confidence threshold \\[default: the model's].")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Keep only these labels, comma separated (e.g. person,car).")] = None,

@@ -19,7 +19,7 @@ from mldeploy.errors import EXIT_GATE_FAILED, OutputError, UsageError
 
 
 def eval_command(
-    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively) and glob patterns.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Image files, folders (searched recursively), glob patterns, s3://bucket/prefix, and @MANIFEST (a path or URI a line).", show_default=False)],
     labels: Annotated[Path, typer.Option("--labels", metavar="FILE|DIR", show_default=False,
                                          help="Ground truth: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The version to score: NAME (its live version) or NAME@VERSION.")] = DEFAULT_MODEL,

@@ -17,7 +17,7 @@ from mldeploy.cli.reporting import ReportFormat, finish, recording
 @with_gate_options
 def shadow(
     new: Annotated[str, typer.Option("--new", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False)],
-    paths: Annotated[Optional[List[str]], typer.Argument(metavar="[PATH]...", help="Image files, folders (searched recursively) and glob patterns (or --capture DIR).", show_default=False)] = None,
+    paths: Annotated[Optional[List[str]], typer.Argument(metavar="[PATH]...", help="Image files, folders (searched recursively), glob patterns, s3://bucket/prefix and @MANIFEST (a path or URI a line), or --capture DIR.", show_default=False)] = None,
     old: Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)] = None,
     model: ModelOption = DEFAULT_MODEL,
     capture: CaptureOption = None,

@@ -61,3 +61,17 @@ def test_canary_refusals(cli, project_dir):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr
     assert not (project_dir / ".mldeploy").exists()
+
+
+def test_records_hold_a_row_for_each_request_the_canary_saw(cli, project_dir):
+    from mldeploy.report.records import read_records
+
+    result = cli("canary", "shapes", "-m", "shapes", "--old", "v1", "--new", "blind", "--steps", "25,50,100", "--min-recall", "0.9",
+                 "--dry-run", "--records", "rows", "--format", "json")
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    failed_at = next(step for step in report["timeline"] if step["verdict"] == "fail")
+    rows = read_records(project_dir / "rows")
+    assert len(rows) == failed_at["canary_requests"] < 8  # the images the later steps would have sent were never run
+    assert sorted(row["index"] for row in rows) == list(range(len(rows)))
+    assert sorted(row["image"] for row in rows) == sorted(image["image"] for image in report["images"])
