@@ -112,7 +112,7 @@ def shadow_summary_to_dict(summary) -> dict[str, Any]:
             for label, s in a.per_label.items()
         },
         "latency": {"old": latency_to_dict(summary.old_latency), "new": latency_to_dict(summary.new_latency),
-                    "paired_images": len(summary.latency_pairs),
+                    "paired_images": len(summary.latency_pairs), "sampled": summary.latency_sampled,
                     "p50_ratio": _ratio_to_dict(summary.p50_ratio), "p95_ratio": _ratio_to_dict(summary.p95_ratio_estimate)},
     }
 

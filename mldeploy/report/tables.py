@@ -162,6 +162,8 @@ def _summary_table(report: Report) -> Table:
     summary.add_row("boxes", str(a.old_boxes), str(a.new_boxes), f"{a.new_boxes - a.old_boxes:+d}")
     summary.add_row("latency p50 (ms)", fmt.ms(s.old_latency.p50), fmt.ms(s.new_latency.p50), fmt.interval(s.p50_ratio))
     summary.add_row("latency p95 (ms)", fmt.ms(s.old_latency.p95), fmt.ms(s.new_latency.p95), fmt.interval(s.p95_ratio_estimate))
+    if s.latency_sampled:  # a long replay: the percentiles and ratios are a uniform sample's, the means every image's
+        summary.add_row("latency sample", f"{len(s.latency_pairs)} of {s.compared} images", "", "")
     summary.add_section()
     summary.add_row("compared images", "", str(s.compared), "")
     summary.add_row("images with disagreement", "", f"{a.disagreeing_images} ({fmt.share(a.disagreement)})", "")

@@ -349,6 +349,11 @@ class ShadowMetric:
         kept.update((r.index, r) for _, _, r in self._top)
         return [kept[i] for i in sorted(kept)]
 
+    def reset(self) -> None:
+        """Forget every image folded in (the settings stay)."""
+        fresh = ShadowMetric(self.old, self.new, self.iou_threshold, self.drift_iou, self.recorded, self.truths, self.keep_top, self.keep_all)
+        self.__dict__.update(fresh.__dict__)
+
     @property
     def complete(self) -> bool:
         """Every image's record is kept."""
@@ -411,7 +416,6 @@ class ShadowRun:
     summary: ShadowSummary
     wall_seconds: float
     compare_seconds: float
-    metric: ShadowMetric | None = None
 
 
 def run_shadow(
@@ -445,4 +449,4 @@ def finish_run(metric: ShadowMetric, wall_seconds: float) -> ShadowRun:
     summarising = time.perf_counter()
     summary = metric.compute()
     records = metric.records  # in image order: an unreadable image is yielded as soon as it fails, ahead of images in flight
-    return ShadowRun(records, summary, wall_seconds, time.perf_counter() - summarising + metric.compare_seconds, metric)
+    return ShadowRun(records, summary, wall_seconds, time.perf_counter() - summarising + metric.compare_seconds)

@@ -177,10 +177,11 @@ def test_a_long_replay_lists_its_errors_and_most_disagreeing_and_every_row_goes_
     """Past the records a run keeps (lowered here to 4), the reports list the errors and the most
     disagreeing images and say so; the summary's figures still count every image."""
     from mldeploy.report.records import read_records
-    from mldeploy.rollout import shadow
+    from mldeploy.rollout import latency, shadow
 
     monkeypatch.setattr(shadow, "KEEP_ALL", 4)
     monkeypatch.setattr(shadow, "KEEP_TOP", 1)
+    monkeypatch.setattr(latency, "SAMPLE_SIZE", 6)
     (project_dir / "photos" / "notes.jpg").write_text("not an image")
     args = ("shadow", "photos", "shapes", "--new", "faces-haar@default", "--gates", "none", "--min-recall", "0.99")
     result = cli(*args, "--records", "rows", "--report", "report.json", "--junit", "junit.xml", "--html", "page")
@@ -198,3 +199,6 @@ def test_a_long_replay_lists_its_errors_and_most_disagreeing_and_every_row_goes_
     assert "2 of 14: images with an error and the most disagreeing" in ET.tostring(suites, encoding="unicode")
     page = (project_dir / "page" / "index.html").read_text()
     assert f"Disagreeing images ({s['disagreeing_images']})" in page and "<code>rows</code>" in page
+    assert s["latency"]["sampled"] and s["latency"]["paired_images"] == 6 and s["latency"]["new"]["calls"] == 13
+    tables = cli(*args)
+    assert "latency sample" in tables.stdout and "6 of 13 images" in " ".join(tables.stdout.split())

@@ -198,6 +198,8 @@ def test_a_long_replay_keeps_counts_not_records_and_its_shards_add_up_like_one_r
         assert np.array_equal(summary.latency_pairs, full.latency_pairs) and len(full.latency_pairs) == full.compared
         assert summary.new_latency.p95 == full.new_latency.p95 and summary.old_latency.mean == pytest.approx(full.old_latency.mean)
         assert summary.p95_ratio == full.p95_ratio
+    short.reset()
+    assert (short.images, short.records, short.compute().agreement.images) == (0, [], 0) and short.complete
 
 
 def test_the_latency_sample_is_exact_when_small_and_the_same_in_any_order_when_large():
