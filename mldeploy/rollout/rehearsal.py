@@ -56,7 +56,11 @@ class Report:
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
     wall_seconds: float = 0.0
     truths: Truths | None = None  # the labels both versions were scored against (--labels)
-    complete: bool = True  # ``records`` holds every image (else the errors and the most disagreeing: a long replay)
+
+    @property
+    def complete(self) -> bool:
+        """``records`` holds every image (a long replay keeps its errors and most disagreeing only)."""
+        return len(self.records) == self.summary.images
 
     @property
     def verdict(self) -> Verdict:
@@ -197,8 +201,7 @@ def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Calla
                          truths=r.truths)
         engine = {}
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers, **engine),
-                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths,
-                  complete=len(run.records) == run.summary.images)
+                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
 
 
 def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
@@ -247,4 +250,4 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
     settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers, **engine)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
-                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths, complete=len(run.records) == last.summary.images)
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
