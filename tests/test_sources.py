@@ -84,3 +84,6 @@ def test_without_pyarrow_a_uri_names_the_extra(project_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "mldeploy", "shadow", "s3://golden/sets/v1", "--new", "v1"], cwd=project_dir, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install 'mldeploy[s3]'" in result.stderr, result.stderr
+    parquet = subprocess.run([sys.executable, "-m", "mldeploy", "shadow", "photos", "--new", "v1", "--records", "rows", "--records-format", "parquet"],
+                             cwd=project_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert parquet.returncode == 2 and "needs pyarrow" in parquet.stderr and not (project_dir / "rows").exists(), parquet.stderr

@@ -6,6 +6,7 @@ import functools
 import inspect
 import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -94,9 +95,27 @@ RecordsOption = Annotated[Optional[Path], typer.Option(
     "--records", metavar="DIR", show_default=False, rich_help_panel="Reports",
     help="Write every image's row into this folder as it finishes (records.jsonl or records.parquet); a long replay's reports list "
          "only its errors and most disagreeing images.")]
-RecordsFormatOption = Annotated[str, typer.Option(
-    "--records-format", metavar="jsonl|parquet", rich_help_panel="Reports",
-    help="Format of --records: JSON lines, or Parquet (needs pyarrow, which 'mldeploy\[ray]' brings).")]
+class RecordsFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _records_format_available(value: RecordsFormat) -> RecordsFormat:
+    """Parquet needs pyarrow: say so (exit 2) before any image is listed, not after the run."""
+    if value is RecordsFormat.parquet:
+        from mldeploy.errors import UsageError
+        from mldeploy.report.records import require_format
+
+        try:
+            require_format(value.value)
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+RecordsFormatOption = Annotated[RecordsFormat, typer.Option(
+    "--records-format", rich_help_panel="Reports", callback=_records_format_available,
+    help="Format of --records: JSON lines, or Parquet (needs pyarrow, which 'mldeploy\\[ray]' brings).")]
 ParallelOption = Annotated[bool, typer.Option(
     "--parallel", help="Run the two versions at the same time on two threads: faster only when a version leaves a core idle "
     "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]
