@@ -9,7 +9,7 @@ import typer
 from mldeploy.cli.console import err_console, escape
 from mldeploy.cli.options import (
     DEFAULT_MODEL, ActorCpusOption, ActorsOption, AddressOption, CaptureOption, EngineOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, RecordsFormat, RecordsFormatOption, RecordsOption, ReportOption, StateDirOption, TopOption,
-    command_line, project, ray_options, with_gate_options,
+    command_line, project, ray_options, records_options, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish, recording
 
@@ -64,10 +64,11 @@ def canary(
         err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
 
     ray = ray_options(engine, address, actors, actor_cpus)
+    records_as = records_options(records, records_format)
     r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
                           policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, records=records, capture=capture,
                           labels=labels, label_map=label_map, names=names)
-    with recording(records, records_format.value, r.truths) as on_record:
+    with recording(records, records_as, r.truths) as on_record:
         result = rehearsal.canary(r, steps=steps, salt=salt, dry_run=dry_run, iou=iou, workers=2 if parallel else 1, command=command_line(),
                                   on_step=show_step if err_console.is_terminal else None, on_record=on_record, ray=ray)
     _say_decision(result.decision)

@@ -100,21 +100,17 @@ class RecordsFormat(str, Enum):
     parquet = "parquet"
 
 
-def _records_format_available(value: RecordsFormat) -> RecordsFormat:
-    """Parquet needs pyarrow: say so (exit 2) before any image is listed, not after the run."""
-    if value is RecordsFormat.parquet:
-        from mldeploy.errors import UsageError
+def records_options(records: Path | None, fmt: RecordsFormat) -> str:
+    """``--records-format`` as the writer takes it, checked before any image is listed: Parquet needs pyarrow."""
+    if records is not None:
         from mldeploy.report.records import require_format
 
-        try:
-            require_format(value.value)
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
+        require_format(fmt.value)
+    return fmt.value
 
 
 RecordsFormatOption = Annotated[RecordsFormat, typer.Option(
-    "--records-format", rich_help_panel="Reports", callback=_records_format_available,
+    "--records-format", rich_help_panel="Reports",
     help="Format of --records: JSON lines, or Parquet (needs pyarrow, which 'mldeploy\\[ray]' brings).")]
 ParallelOption = Annotated[bool, typer.Option(
     "--parallel", help="Run the two versions at the same time on two threads: faster only when a version leaves a core idle "

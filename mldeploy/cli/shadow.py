@@ -9,7 +9,7 @@ import typer
 from mldeploy.cli.console import progress_bar
 from mldeploy.cli.options import (
     DEFAULT_MODEL, ActorCpusOption, ActorsOption, AddressOption, CaptureOption, EngineOption, LabelMapOption, LabelsOption, NamesOption, ClassesOption, ConfigOption, DriftIouOption, InconclusiveOption, PolicyOption, HtmlOption, IouOption, JunitOption, ModelOption, ParallelOption, RecordsFormat, RecordsFormatOption, RecordsOption, ReportOption, StateDirOption, TopOption,
-    project, ray_options, with_gate_options,
+    project, ray_options, records_options, with_gate_options,
 )
 from mldeploy.cli.reporting import ReportFormat, finish, recording
 
@@ -58,9 +58,10 @@ def shadow(
     from mldeploy.rollout import rehearsal
 
     ray = ray_options(engine, address, actors, actor_cpus)
+    records_as = records_options(records, records_format)
     r = rehearsal.prepare(project(state_dir, config), paths or [], new, old=old, model=model, classes=classes, gate_flags=gate_flags,
                           policy=gates, on_inconclusive=inconclusive, drift_iou=drift_iou, outputs=(report, junit), html=html, records=records, capture=capture,
                           labels=labels, label_map=label_map, names=names)
-    with progress_bar("shadow", len(r.images), progress) as advance, recording(records, records_format.value, r.truths, advance) as on_record:
+    with progress_bar("shadow", len(r.images), progress) as advance, recording(records, records_as, r.truths, advance) as on_record:
         result = rehearsal.shadow(r, iou=iou, workers=2 if parallel else 1, on_record=on_record, ray=ray)
     finish(result, output, report, junit, html, top)
