@@ -74,7 +74,7 @@ def _s3(fs, bucket: str):
         try:
             region = fs.resolve_s3_region(bucket)
         except Exception as exc:
-            raise InputNotFoundError(f"s3://{bucket}: cannot find the bucket's region ({_first_line(exc)}); set AWS_REGION") from None
+            raise InputNotFoundError(f"cannot find the bucket's region ({_first_line(exc)}); set AWS_REGION") from None
     return fs.S3FileSystem(region=region or "us-east-1", **kwargs)
 
 
@@ -124,7 +124,7 @@ def read_bytes(uri: str) -> bytes:
             if size > MAX_OBJECT_BYTES:
                 raise InvalidImageError(f"object is {size / 2**20:.0f} MiB, over the {MAX_OBJECT_BYTES // 2**20} MiB an image may be")
             return fh.read()
-    except (InputNotFoundError, InvalidImageError):
+    except InvalidImageError:
         raise
     except FileNotFoundError:
         raise InputNotFoundError("no such object") from None

@@ -111,7 +111,7 @@ def records_options(records: Path | None, fmt: RecordsFormat) -> str:
 
 RecordsFormatOption = Annotated[RecordsFormat, typer.Option(
     "--records-format", rich_help_panel="Reports",
-    help="Format of --records: JSON lines, or Parquet (needs pyarrow, which 'mldeploy\\[ray]' brings).")]
+    help="Format of --records: JSON lines, or Parquet (needs pyarrow: pip install 'mldeploy\\[s3]').")]
 ParallelOption = Annotated[bool, typer.Option(
     "--parallel", help="Run the two versions at the same time on two threads: faster only when a version leaves a core idle "
     "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]

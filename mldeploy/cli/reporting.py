@@ -69,15 +69,16 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
     failures = [(record.source, str(record.input_error)) for record in report.records if record.input_error is not None]
     failures += [(record.source, str(side.error)) for record in report.records if record.input_error is None
                  for side in (record.old, record.new) if not side.ok]
-    for source, message in failures[:ERROR_LINES]:
+    shown = failures[:ERROR_LINES]
+    for source, message in shown:
         error_line(f"{escape(source)}: {escape(message)}")
     s = report.summary
-    errors = s.unreadable + s.old_errors + s.new_errors
-    if errors > min(len(failures), ERROR_LINES):
+    more = s.unreadable + s.old_errors + s.new_errors - len(shown)  # one per line a complete run would print
+    if more > 0:
         where = (f"--records {report.settings['records']}" if report.settings.get("records")
                  else "the JSON report" if report.complete else "every row: rerun with --records DIR")
-        error_line(f"{errors - min(len(failures), ERROR_LINES)} more errors ({s.unreadable} unreadable, {s.old_errors} old-version, "
-                   f"{s.new_errors} new-version in all): see {escape(where)}")
+        error_line(f"{more} more errors ({s.unreadable} unreadable, {s.old_errors} old-version, {s.new_errors} new-version in all): "
+                   f"see {escape(where)}")
     v = report.verdict
     for g in v.deciding if not v.ok else ():
         error_line(f"gate {'failed' if g.failed else 'inconclusive'}: {escape(g.message)}")

@@ -4,7 +4,7 @@ A replay's summary and reports keep counts and the most disagreeing images (see
 :class:`~mldeploy.rollout.shadow.ShadowMetric`); the rows of all the images go here instead. The file
 is ``records.jsonl`` (one JSON object a line: the same object as an entry of the JSON report's
 ``images``, plus ``index``, the image's number in the run) or ``records.parquet`` (flat columns, the
-boxes as JSON text; pyarrow, which the Ray extra brings). It is written under a ``.partial`` name and
+boxes as JSON text; pyarrow: the ``s3`` or ``ray`` extra). It is written under a ``.partial`` name and
 renamed when the run ends, so a finished file is a finished run; a run that crashed leaves the
 ``.partial`` file with every row written so far. The folder carries the report marker: the next run
 may replace it, and nothing else is ever written over.
@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mldeploy.errors import OutputError, UsageError
 from mldeploy.fileio import REPORT_MARKER, check_folder_destination
 from mldeploy.report.serialize import shadow_record_to_dict
 
 FORMATS = ("jsonl", "parquet")
-PARQUET_EXTRA = "pip install pyarrow (or 'mldeploy[ray]', which brings it)"
+PARQUET_EXTRA = "pip install 'mldeploy[s3]' (pyarrow; the Ray extra brings it too)"
 #: Rows buffered before a Parquet row group is written (a few MB at most).
 ROW_GROUP = 2048
 
@@ -70,10 +70,10 @@ def _schema():
 class RecordsWriter:
     """One row per image into ``folder``; use as a context manager (``write(record)`` in between)."""
 
-    def __init__(self, folder: Path, fmt: str = "jsonl", truths=None, protect: Sequence[Path] = ()) -> None:
+    def __init__(self, folder: Path, fmt: str = "jsonl", truths=None) -> None:
         require_format(fmt)
         self.folder, self.fmt, self.truths = Path(folder), fmt, truths
-        check_folder_destination(self.folder, protect, "--records")
+        check_folder_destination(self.folder, (), "--records")  # the inputs were checked before the run (check_destinations)
         self.path = self.folder / f"records.{fmt}"
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.rows = 0
