@@ -224,7 +224,7 @@ def _read(ray, inputs: Sequence[ImageInput]):
     by_path = _PathIndex()
     for i, item in enumerate(inputs):
         if item.uri is None:
-            path = str(item.path.resolve())  # absolute: a worker's folder is its own
+            path = os.path.abspath(item.path)  # absolute (a worker's folder is its own); no resolve(): a syscall per folder, per image
             if by_path.add(path, i):
                 local.append(path)
         else:
