@@ -49,7 +49,8 @@ def worker(ref: str, folder: str, repeats: int) -> None:
     """In-process measurements of one model; prints one JSON line."""
     from mldeploy.images import read_image
     from mldeploy.models import default_registry, load_detector
-    from mldeploy.pipeline import collect_inputs, detect_images
+    from mldeploy.pipeline import collect_inputs
+    from mldeploy.rollout.engines.local import detect_images
 
     inputs, _ = collect_inputs([folder])
     decoding = timed(lambda: [read_image(item.path) for item in inputs])

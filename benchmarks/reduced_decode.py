@@ -34,7 +34,8 @@ def main() -> int:
     from mldeploy.compare import AgreementMetric
     from mldeploy.images import read_image_at_least
     from mldeploy.models import default_registry, load_detector
-    from mldeploy.pipeline import collect_inputs, detect_images
+    from mldeploy.pipeline import collect_inputs
+    from mldeploy.rollout.engines.local import detect_images
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

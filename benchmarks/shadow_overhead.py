@@ -40,7 +40,7 @@ MODES = ((1, "sequential"), (2, "parallel"))
 def measure(pair: str, images, repeat: int, registry, out: Path) -> dict:
     from mldeploy.images import read_image
     from mldeploy.models import load_detector
-    from mldeploy.pipeline import detect_images
+    from mldeploy.rollout.engines.local import detect_images
     from mldeploy.report.html import write_html
     from mldeploy.report.json_junit import write_json, write_junit
     from mldeploy.rollout.rehearsal import Report

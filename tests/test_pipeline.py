@@ -5,7 +5,8 @@ from mldeploy.detections import Detections
 from mldeploy.errors import InferenceError, InputNotFoundError, InvalidImageError, NotAnImageError, OutputError
 from mldeploy.models import ModelSpec
 from mldeploy.models.base import Detector
-from mldeploy.pipeline import AnnotatedImageWriter, RunSummary, collect_inputs, detect_images
+from mldeploy.pipeline import AnnotatedImageWriter, RunSummary, collect_inputs
+from mldeploy.rollout.engines.local import detect_images
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def test_reduced_decoding_gives_the_full_images_boxes(samples, tmp_path):
 
     from mldeploy.compare import match
     from mldeploy.models import default_registry, load_detector
-    from mldeploy.pipeline import AnnotatedImageWriter, collect_inputs, detect_images
+    from mldeploy.pipeline import AnnotatedImageWriter, collect_inputs
 
     with Image.open(samples / "astronaut.jpg") as img:
         img.resize((3072, 3072)).save(tmp_path / "big.jpg", quality=92)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from mldeploy.capture.store import CaptureRecord, CaptureStore
 from mldeploy.errors import UsageError
-from mldeploy.models.base import Detector, ModelSpec
-from mldeploy.pipeline import ImageInput
+from mldeploy.models.base import ModelSpec
+from mldeploy.pipeline import DetectionResult, ImageInput
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,28 @@ class CapturedInput(ImageInput):
     record: CaptureRecord = None  # type: ignore[assignment]
 
 
-class RecordedAnswers(Detector):
-    """The reference side of a capture replay: the answers the server gave (see :func:`_run` in the
-    shadow engine, which reads them from each :class:`CapturedInput`). Nothing is loaded or run."""
+class RecordedAnswers:
+    """The reference side of a capture replay: the answers the server gave, read from each
+    :class:`CapturedInput` (a side, :class:`mldeploy.rollout.sides.Side`, that is not timed: its time is
+    the one the server recorded). Nothing is loaded or run, and the image is not needed."""
 
-    def _predict(self, image, conf):  # pragma: no cover - never called: the engine reads the record
-        raise TypeError("recorded answers are read from the captured request, not computed")
+    timed = False
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def answer(self, image, item: CapturedInput, labels: Sequence[str] | None = None, conf: float | None = None) -> DetectionResult:
+        answer = item.record.answer
+        return DetectionResult(item.display, self.spec.ref, answer.filter(labels=labels) if labels else answer, seconds=item.record.seconds)
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def warm(self, image) -> None:
+        """Nothing runs."""
+
+    def retime(self, image) -> None:
+        return None
 
 
 def captured_inputs(folder: Path, model: str, version: str | None) -> tuple[str, list[CapturedInput]]:

@@ -103,23 +103,33 @@ def loading_status(spec) -> Iterator[None]:
 
 
 class progress_bar:
-    """``with progress_bar(name, total, enabled) as advance``: a rich bar on stderr, or nothing."""
+    """``with progress_bar(name, enabled) as progress``: ``progress.start(total)`` once the images are
+    listed, then ``progress(result)`` per image; a rich bar on stderr, or nothing (one image, no terminal,
+    ``--no-progress``)."""
 
-    def __init__(self, name: str, total: int, enabled: bool) -> None:
-        self.enabled = enabled and total > 1 and err_console.is_terminal
-        self.name, self.total = name, total
+    def __init__(self, name: str, enabled: bool, total: int | None = None) -> None:
+        self.name, self.enabled, self._bar, self._task = name, enabled, None, None
+        self._first_total = total
 
-    def __enter__(self):
-        if not self.enabled:
-            return lambda *_: None
+    def __enter__(self) -> "progress_bar":
+        if self._first_total is not None:
+            self.start(self._first_total)
+        return self
+
+    def start(self, total: int) -> None:
+        if not (self.enabled and total > 1 and err_console.is_terminal) or self._bar is not None:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True)
         self._bar.__enter__()
-        task = self._bar.add_task(self.name, total=self.total)
-        return lambda *_: self._bar.advance(task)
+        self._task = self._bar.add_task(self.name, total=total)
+
+    def __call__(self, *_) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self._bar is not None:
             self._bar.__exit__(*exc)
         return False

@@ -1,4 +1,10 @@
-"""Options several commands share: the project's state and config, gates, and report files."""
+"""Options several commands share, declared once: single options, and option groups that a command
+receives as one value of :mod:`mldeploy.rollout.spec` (the engine, the reports, the labels, the gates).
+
+A command takes a group as a parameter whose default is the group (``engine: EngineChoice = ENGINE``);
+:func:`with_groups` spreads the group's options into the signature Typer reads and builds the value
+from them when the command runs. No command lists an engine, report or gate flag of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import functools
 import inspect
 import shlex
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, List, Optional
 
 import typer
 
@@ -54,23 +61,6 @@ ActorCpusOption = Annotated[Optional[float], typer.Option(
     help="With --engine ray: CPUs per actor \\[default: 1, or 0.5 on clusters under 4 CPUs].")]
 
 
-def ray_options(engine: str, address: str | None, actors: int | None, actor_cpus: float | None):
-    """``--engine`` and its options -> RayOptions, or None for the local engine; checked."""
-    from mldeploy.errors import UsageError
-
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine {engine!r}: choose local or ray")
-    if engine == "local":
-        given = [flag for flag, value in (("--address", address), ("--actors", actors), ("--actor-cpus", actor_cpus)) if value is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} needs --engine ray")
-        return None
-    from mldeploy.rollout.ray_engine import RayOptions, require_ray
-
-    require_ray()
-    return RayOptions(address, actors, actor_cpus)
-
-
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
 DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,
@@ -100,15 +90,6 @@ class RecordsFormat(str, Enum):
     parquet = "parquet"
 
 
-def records_options(records: Path | None, fmt: RecordsFormat) -> str:
-    """``--records-format`` as the writer takes it, checked before any image is listed: Parquet needs pyarrow."""
-    if records is not None:
-        from mldeploy.report.records import require_format
-
-        require_format(fmt.value)
-    return fmt.value
-
-
 RecordsFormatOption = Annotated[RecordsFormat, typer.Option(
     "--records-format", rich_help_panel="Reports",
     help="Format of --records: JSON lines, or Parquet (needs pyarrow: pip install 'mldeploy\\[s3]').")]
@@ -128,29 +109,146 @@ def command_line() -> str:
     return shlex.join(["mldeploy", *sys.argv[1:]])
 
 
-def with_gate_options(func):
-    """Add one ``--max-...`` / ``--min-...`` option per gate in :data:`GATES` to a command; the
-    command receives them together as ``gate_flags`` (name -> bound or None)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Options declared once (``name -> (annotation, default)``) and ``build(**values)`` that turns them into
+    the one value a command receives."""
+
+    options: dict[str, tuple[Any, Any]]
+    build: Callable[..., Any]
+
+    def parameters(self) -> list[inspect.Parameter]:
+        return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                for name, (annotation, default) in self.options.items()]
+
+
+def with_groups(func):
+    """Spread every :class:`Group` default of ``func``'s parameters into Typer options; build each
+    group's value from them when the command runs."""
     signature = inspect.signature(func, eval_str=True)  # typer reads a __signature__ as it is: no strings
-    params = [p for p in signature.parameters.values() if p.name != "gate_flags"]
-    for gate in GATES.values():
-        default = f" \\[default: {gate.default:g}]" if gate.default is not None else ""
-        if gate.truth_default is not None:
-            default = f" \\[default with --labels: {gate.truth_default:g}]"
-        elif gate.name in AGREEMENT_QUALITY:
-            default = f" \\[default: {gate.default:g}; none with --labels]"
-        elif gate.truth:
-            default = " (needs --labels)"
-        unit = " (milliseconds)" if gate.unit == "ms" else " (a share from 0 to 1)" if gate.unit == "%" else ""
-        option = typer.Option(gate.flag, show_default=False, rich_help_panel="Gates (exit 3 when one fails)",
-                              help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{unit}{default}.")
-        params.append(inspect.Parameter(gate.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[float], option]))
+    groups = {p.name: p.default for p in signature.parameters.values() if isinstance(p.default, Group)}
+    params = [p for p in signature.parameters.values() if p.name not in groups]
+    for group in groups.values():
+        params += group.parameters()
+    params.sort(key=lambda p: p.kind)  # positional-or-keyword ones first, as Python requires
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        flags = {name: kwargs.pop(name, None) for name in GATES}
-        return func(*args, gate_flags=flags, **kwargs)
+        for name, group in groups.items():
+            kwargs[name] = group.build(**{option: kwargs.pop(option) for option in group.options})
+        return func(*args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
+
+
+def _project(state_dir: Path | None, config: Path | None):
+    return project(state_dir, config)
+
+
+#: ``--state-dir`` and ``--config``: the project every command works in.
+PROJECT = Group({"state_dir": (StateDirOption, None), "config": (ConfigOption, None)}, _project)
+
+
+def _engine(engine: str, address: str | None, actors: int | None, actor_cpus: float | None, parallel: bool = False):
+    from mldeploy.rollout.spec import EngineChoice
+
+    return EngineChoice(engine, 2 if parallel else 1, address, actors, actor_cpus)
+
+
+_ENGINE_OPTIONS = {"engine": (EngineOption, "local"), "address": (AddressOption, None), "actors": (ActorsOption, None),
+                   "actor_cpus": (ActorCpusOption, None)}
+#: ``--engine`` and the Ray engine's options.
+ENGINE = Group(_ENGINE_OPTIONS, _engine)
+#: The same, with ``--parallel`` (a pair's two sides side by side, locally).
+PAIR_ENGINE = Group({**_ENGINE_OPTIONS, "parallel": (ParallelOption, False)}, _engine)
+
+
+def _labels(labels: Path | None, label_map: str | None, names: Path | None):
+    from mldeploy.rollout.spec import Labels
+
+    return Labels(labels, label_map, names)
+
+
+#: ``--labels``, ``--label-map``, ``--names``: ground truth, optional (shadow, canary).
+LABELS = Group({"labels": (LabelsOption, None), "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
+#: The same with ``--labels`` required (eval).
+REQUIRED_LABELS = Group({"labels": (Annotated[Path, typer.Option("--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
+                                                                  help="Ground truth: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of "
+                                                                       "Pascal VOC .xml.")], inspect.Parameter.empty),
+                         "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="table for people; json prints the full result on stdout.")]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (when it is a terminal).")]
+
+
+@dataclass(frozen=True)
+class Output:
+    """How a result is printed, and the report files written beside it."""
+
+    format: ReportFormat
+    top: int
+    progress: bool
+    files: Any  # mldeploy.rollout.spec.Reports
+
+
+def _reports(output: ReportFormat, top: int, progress: bool, report: Path | None, junit: Path | None, html: Path | None,
+             records: Path | None = None, records_format: RecordsFormat = RecordsFormat.jsonl) -> Output:
+    from mldeploy.rollout.spec import Reports
+
+    if records is not None:  # checked before any image is listed: Parquet needs pyarrow
+        from mldeploy.report.records import require_format
+
+        require_format(records_format.value)
+    return Output(output, top, progress, Reports(report, junit, html, records, records_format.value))
+
+
+_REPORT_OPTIONS = {"output": (FormatOption, ReportFormat.table), "top": (TopOption, 10), "progress": (ProgressOption, True),
+                   "report": (ReportOption, None), "junit": (JunitOption, None), "html": (HtmlOption, None)}
+#: ``--format``, ``--top``, ``--progress`` and the report files (eval).
+REPORTS = Group(_REPORT_OPTIONS, _reports)
+#: The same with ``--records`` (shadow, canary: every image's row as it finishes).
+REPLAY_REPORTS = Group({**_REPORT_OPTIONS, "records": (RecordsOption, None), "records_format": (RecordsFormatOption, RecordsFormat.jsonl)},
+                       _reports)
+
+GATES_PANEL = "Gates (exit 3 when one fails)"
+
+
+def _gate_option(gate) -> tuple[Any, None]:
+    default = f" \\[default: {gate.default:g}]" if gate.default is not None else ""
+    if gate.truth_default is not None:
+        default = f" \\[default with --labels: {gate.truth_default:g}]"
+    elif gate.name in AGREEMENT_QUALITY:
+        default = f" \\[default: {gate.default:g}; none with --labels]"
+    elif gate.truth:
+        default = " (needs --labels)"
+    unit = " (milliseconds)" if gate.unit == "ms" else " (a share from 0 to 1)" if gate.unit == "%" else ""
+    option = typer.Option(gate.flag, show_default=False, rich_help_panel=GATES_PANEL,
+                          help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{unit}{default}.")
+    return Annotated[Optional[float], option], None
+
+
+def _gates(policy: str | None = None, inconclusive: str | None = None, **bounds: float | None):
+    from mldeploy.rollout.spec import Gates
+
+    return Gates(bounds, policy, inconclusive)
+
+
+#: ``--gates``, ``--inconclusive`` and one ``--max-...`` / ``--min-...`` per gate in :data:`GATES`.
+GATES_GROUP = Group({"policy": (PolicyOption, None), "inconclusive": (InconclusiveOption, None),
+                     **{name: _gate_option(gate) for name, gate in GATES.items()}}, _gates)
+#: eval's gate: the version's mAP against the labels (the same gate as ``shadow --min-map``).
+EVAL_GATES = Group({"min_map": _gate_option(GATES["min_map"])}, _gates)
+
+PathsArgument = Annotated[Optional[List[str]], typer.Argument(
+    metavar="[PATH]...", show_default=False,
+    help="Image files, folders (searched recursively), glob patterns, s3://bucket/prefix and @MANIFEST (a path or URI a line).")]

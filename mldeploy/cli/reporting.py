@@ -1,16 +1,17 @@
-"""How ``shadow`` and ``canary`` print a rehearsal, write its report files and choose the exit code."""
+"""How ``shadow`` and ``canary`` run a rehearsal from the command line: progress, records, the decision,
+the printed result, the report files and the exit code."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
 
-from mldeploy.cli.console import err_console, error_line, escape, out_console
+from mldeploy.cli.console import err_console, error_line, escape, out_console, progress_bar
+from mldeploy.cli.options import Output, ReportFormat
 from mldeploy.errors import EXIT_GATE_FAILED, OutputError
 
 
@@ -18,9 +19,35 @@ from mldeploy.errors import EXIT_GATE_FAILED, OutputError
 ERROR_LINES = 50
 
 
-class ReportFormat(str, Enum):
-    table = "table"
-    json = "json"
+def rehearse(project, spec, output: Output) -> None:
+    """Prepare and run the rehearsal ``spec`` describes, then print, write the reports and exit."""
+    from mldeploy.rollout import rehearsal
+
+    r = rehearsal.prepare(project, spec)
+    files = output.files
+
+    def show_step(step) -> None:
+        err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
+
+    with progress_bar(spec.kind, output.progress, len(r.images)) as advance, recording(files.records, files.records_format, r.truths, advance) as on_record:
+        result = rehearsal.run(r, spec, on_record=on_record, on_step=show_step if err_console.is_terminal else None)
+    if result.decision is not None:
+        _say_decision(result.decision)
+    finish(result, output.format, files.json, files.junit, files.html, output.top)
+
+
+def _say_decision(d) -> None:
+    if d.dry_run:
+        err_console.print(f"dry run: would {'promote ' if d.promoted else 'roll back to '}{escape(d.target)}; nothing changed")
+        return
+    c = d.change
+    if d.promoted:
+        what = f"[green]promoted[/] {escape(c.model)}: {escape(c.from_version)} -> [bold]{escape(c.to_version)}[/]"
+    elif c.from_version == c.to_version:
+        what = f"[yellow]rolled back[/]: {escape(d.target)} stays live"
+    else:
+        what = f"[yellow]rolled back[/] {escape(c.model)}: {escape(c.from_version)} -> [bold]{escape(c.to_version)}[/]"
+    err_console.print(f"{what} (history #{c.id}): {escape(d.reason)}")
 
 
 @contextlib.contextmanager

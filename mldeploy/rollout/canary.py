@@ -20,13 +20,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mldeploy.capture.replay import RecordedAnswers
 from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import UsageError
-from mldeploy.models.base import Detector
 from mldeploy.pipeline import ImageInput, ImageSubset
 from mldeploy.rollout.gates import FAIL, INCONCLUSIVE, GateResult, Verdict, evaluate, verdict
-from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowSummary, replay
+from mldeploy.rollout.pairs import Pair
+from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowSummary
+from mldeploy.rollout.sides import as_side
 
 DEFAULT_STEPS = (5, 25, 50, 100)
 
@@ -117,8 +117,8 @@ class CanaryRun:
 
 def run_canary(
     inputs: Sequence[ImageInput],
-    old: Detector,
-    new: Detector,
+    old,
+    new,
     steps: Sequence[float],
     bounds: Mapping[str, float],
     *,
@@ -131,50 +131,46 @@ def run_canary(
     on_step=None,
     on_record=None,
     truths=None,
-    replay_slice=None,
+    engine=None,
 ) -> CanaryRun:
     """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step,
-    ``on_record(record)`` after each image the canary saw.
+    ``on_record(record)`` after each image the canary saw. ``old`` and ``new`` are sides (or loaded
+    Detectors); each step's new slice of buckets is replayed by ``engine`` (default: the local one).
 
     The outcome is the verdict of the last step that ran, with ``on_inconclusive`` deciding what an
-    inconclusive gate means there (earlier steps only ever stop on a failure). ``replay_slice(items,
-    start)`` replaces the local replay of a step's slice (the Ray engine); it yields one record per item.
+    inconclusive gate means there (earlier steps only ever stop on a failure).
     """
+    from mldeploy.rollout.engines.local import LocalEngine
+
     started = time.perf_counter()
+    engine = engine if engine is not None else LocalEngine(workers)
+    pair = Pair(as_side(old), as_side(new), iou_threshold, drift_iou, labels)
     # Buckets and the order they put the images in, as two arrays (16 bytes an image, not a tuple each).
     buckets = np.fromiter((bucket(routing_key(item), salt) for item in inputs), dtype=np.float64, count=len(inputs))
     order = np.argsort(buckets, kind="stable")
     buckets = buckets[order]
     routed = ImageSubset(inputs, order)
     results = [StepResult(share, len(routed)) for share in steps]
-    metric = ShadowMetric(old.spec.ref, new.spec.ref, iou_threshold, drift_iou, recorded=isinstance(old, RecordedAnswers), truths=truths)
-    if replay_slice is None:  # one streaming replay, read as far as each step reaches
-        stream = replay(iter(routed), old, new, iou_threshold=iou_threshold, drift_iou=drift_iou, labels=labels, workers=workers)
-        replay_slice = lambda items, start: (next(stream) for _ in items)  # noqa: E731
-    else:
-        stream = (record for record in ())
+    metric = ShadowMetric(pair.old.spec.ref, pair.new.spec.ref, iou_threshold, drift_iou, recorded=pair.recorded, truths=truths)
     position = 0
     outcome = None
-    try:
-        for step in results:
-            end = max(position, int(np.searchsorted(buckets, step.share / 100, side="left")))
-            for record in replay_slice(ImageSubset(routed, range(position, end)), position):  # this step's new slice of buckets
-                metric.update(record)
-                if on_record is not None:
-                    on_record(record)
-            position = end
-            step.canary_requests = position
-            if position == 0:
-                step.verdict = "no traffic"
-            else:
-                step.summary = metric.compute()
-                step.gates = evaluate(step.summary, bounds)
-                outcome = verdict(step.gates, on_inconclusive)
-                step.verdict = verdict(step.gates, "fail").status  # a step shows what it knows; only a failure stops
-            if on_step is not None:
-                on_step(step)
-            if step.verdict == FAIL:
-                break
-    finally:
-        stream.close()  # stop the replay's threads if the rollout stopped early
-    return CanaryRun(old.spec.ref, new.spec.ref, results, metric.records, outcome, time.perf_counter() - started, position)
+    for step in results:
+        end = max(position, int(np.searchsorted(buckets, step.share / 100, side="left")))
+        for record in engine.replay(pair, ImageSubset(routed, range(position, end)), position):  # this step's new slice of buckets
+            metric.update(record)
+            if on_record is not None:
+                on_record(record)
+        position = end
+        step.canary_requests = position
+        if position == 0:
+            step.verdict = "no traffic"
+        else:
+            step.summary = metric.compute()
+            step.gates = evaluate(step.summary, bounds)
+            outcome = verdict(step.gates, on_inconclusive)
+            step.verdict = verdict(step.gates, "fail").status  # a step shows what it knows; only a failure stops
+        if on_step is not None:
+            on_step(step)
+        if step.verdict == FAIL:
+            break
+    return CanaryRun(pair.old.spec.ref, pair.new.spec.ref, results, metric.records, outcome, time.perf_counter() - started, position)

@@ -183,6 +183,7 @@ class LiveWindow:
     requests: int
     new_errors: int
     new_latency: "LatencyStats"
+    recorded: bool = False  # a ShadowSummary's attribute: a live window's latencies are all measured here
 
     @property
     def error_rate(self) -> float | None:
@@ -255,7 +256,7 @@ def _judge(gate: Gate, summary: Any, bound: float) -> GateResult:
     value = gate.metric(summary)
     limit = gate.scaled(bound)
     beyond = (lambda v: v > limit + 1e-12) if gate.kind == "max" else (lambda v: v < limit - 1e-12)
-    if gate.interval is not None and getattr(summary, "recorded", False):
+    if gate.interval is not None and summary.recorded:
         return GateResult(gate, bound, None, NOT_MEASURED)
     if gate.interval is not None:  # latency ratios: a ShadowSummary's paired evidence (a live window has none)
         estimate = gate.interval(summary)

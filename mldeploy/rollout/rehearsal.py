@@ -8,24 +8,24 @@ here, not in the command line.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from mldeploy.capture.replay import RecordedAnswers, captured_inputs, recorded_spec
 from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import MldeployError, OutputError, UsageError
 from mldeploy.fileio import check_destinations
-from mldeploy.models.base import Detector, ModelSpec
-from mldeploy.models.registry import DEFAULT_MODEL, parse_classes
+from mldeploy.models.base import ModelSpec
+from mldeploy.models.registry import parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
 from mldeploy.project import Project
 from mldeploy.rollout.canary import StepResult, parse_steps, run_canary
 from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
-from mldeploy.rollout.ray_engine import RayOptions
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
+from mldeploy.rollout.sides import Side, Version
+from mldeploy.rollout.spec import RehearsalSpec
 from mldeploy.store import Change
 from mldeploy.truth.run import Truths, read_truths
 
@@ -96,14 +96,14 @@ class Rehearsal:
     records: Path | None = None  # every image's row goes to this folder (--records)
 
     @property
-    def old(self) -> Detector:
+    def old(self) -> Side:
         if self.capture is not None:
             return RecordedAnswers(self.old_spec)
-        return self.project.load(self.old_spec)  # pins checked; loaded once per process, on first use
+        return Version(self.old_spec, self.project.load)  # pins checked; loaded once per process, on first use
 
     @property
-    def new(self) -> Detector:
-        return self.project.load(self.new_spec)
+    def new(self) -> Side:
+        return Version(self.new_spec, self.project.load)
 
     @property
     def bounds(self) -> dict[str, float]:
@@ -119,30 +119,8 @@ class Rehearsal:
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
 
-def _on_ray(r: Rehearsal, ray: RayOptions):
-    """A connection to the Ray cluster for this rehearsal, after the check that must come first: the pins
-    of the versions that will run (one line here, not an error in every actor)."""
-    from mldeploy.rollout.ray_engine import session
-
-    if r.capture is None:  # a capture's old answers are recorded: that version does not run
-        r.project.check_pins(r.old_spec)
-    r.project.check_pins(r.new_spec)
-    return session(ray)
-
-
-@dataclass(frozen=True)
-class _Named:
-    """A version the canary engine only names (on Ray, the actors load and run it)."""
-
-    spec: ModelSpec
-
-
-def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None = None, model: str = DEFAULT_MODEL,
-            classes: str | None = None, gate_flags: Mapping[str, float | None] | None = None, policy: str | None = None,
-            on_inconclusive: str | None = None, drift_iou: float = DRIFT_IOU,
-            outputs: Sequence[Path | None] = (), html: Path | None = None, records: Path | None = None, capture: Path | None = None,
-            labels: Path | None = None, label_map: str | None = None, names: Path | None = None) -> Rehearsal:
-    """Resolve versions, images, labels and gate bounds (the versions load when first used).
+def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
+    """Resolve versions, images, labels and gate bounds (the versions load when the engine prepares them).
 
     An HTML report folder inside an image folder is skipped when collecting images, so a rerun does
     not replay the previous report's pictures. Every report destination is checked here, before any
@@ -152,63 +130,69 @@ def prepare(project: Project, paths: Sequence[str], new: str, *, old: str | None
         UsageError: no images, or a report destination that cannot be written (over an input image, into
             a folder of other files, a read-only folder).
     """
+    c, inputs, reports, labels = spec.comparison, spec.inputs, spec.reports, spec.labels.path
     registry = project.registry()
-    new_spec = resolve_version(registry, new, model)
-    rules = resolve_rules(gate_flags or {}, project.gate_defaults(), policy, on_inconclusive, truth=labels is not None)
+    new_spec = resolve_version(registry, c.new, c.model)
+    rules = resolve_rules(spec.gates.bounds, project.gate_defaults(), spec.gates.policy, spec.gates.on_inconclusive, truth=labels is not None)
+    capture = Path(inputs.capture) if inputs.capture is not None else None
     if capture is not None:
-        if paths:
+        if inputs.paths:
             raise UsageError("give images or --capture, not both")
         if labels is not None:
             raise UsageError("--labels needs image files: captured requests have no labels (the live answers are the reference)")
-        version = old.rpartition("@")[2] if old else None
-        version, images = captured_inputs(Path(capture), new_spec.name, version)
+        version = c.old.rpartition("@")[2] if c.old else None
+        version, images = captured_inputs(capture, new_spec.name, version)
         unmatched: list[tuple[str, MldeployError]] = []
         known = next((s for s in registry.versions(new_spec.name) if s.version == version), None)
         old_spec = recorded_spec(new_spec.name, version, known)
-        classes_ = parse_classes(classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
+        classes_ = parse_classes(c.classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
     else:
-        if not paths:
+        if not inputs.paths:
             raise UsageError("no images: give image files or folders, or --capture DIR")
-        old_spec = resolve_version(registry, old or model, model)
-        classes_ = parse_classes(classes, old_spec, new_spec)
-        images, unmatched = collect_inputs(paths, exclude=html)
+        old_spec = resolve_version(registry, c.old or c.model, c.model)
+        classes_ = parse_classes(c.classes, old_spec, new_spec)
+        images, unmatched = collect_inputs(inputs.paths, exclude=reports.html)
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
     truths = None
     if labels is not None:
         scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
-        truths = read_truths(labels, images, scored, label_map=label_map, project_map=project.label_map(), names=names)
+        truths = read_truths(labels, images, scored, label_map=spec.labels.label_map, project_map=project.label_map(), names=spec.labels.names)
     try:  # before the run: a verdict must never be lost to a report that cannot be written
-        check_destinations(outputs, ((html, "--html"), (records, "--records")), (item.path for item in images if item.uri is None))
+        check_destinations(reports.files, reports.folders, (item.path for item in images if item.uri is None))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
-    return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, drift_iou, Path(capture) if capture is not None else None, truths,
-                     Path(records) if records is not None else None)
+    return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, c.drift_iou, capture, truths,
+                     Path(reports.records) if reports.records is not None else None)
 
 
-def shadow(r: Rehearsal, *, iou: float = 0.5, workers: int = 1, on_record: Callable[[ShadowRecord], None] | None = None,
-           ray: RayOptions | None = None) -> Report:
-    """Replay every image through both versions and judge the gates; with ``ray``, on a Ray cluster."""
-    if ray is not None:
-        from mldeploy.rollout.ray_engine import run_shadow_ray
-
-        with _on_ray(r, ray):
-            run = run_shadow_ray(r.images, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
-                                 labels=r.labels, truths=r.truths, on_record=on_record, recorded=r.capture is not None)
-        engine = {"engine": "ray", "address": ray.address or "local"}
-    else:
-        run = run_shadow(r.images, r.old, r.new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, workers=workers, on_record=on_record,
-                         truths=r.truths)
-        engine = {}
-    return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), r.settings(iou, workers=workers, **engine),
-                  r.rules.on_inconclusive, unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
+def run(r: Rehearsal, spec: RehearsalSpec, *, on_record: Callable[[ShadowRecord], None] | None = None,
+        on_step: Callable[[StepResult], None] | None = None) -> Report:
+    """The rehearsal ``spec`` asks for, on the engine it names: a shadow, or a canary."""
+    engine = spec.engine.make(r.project)
+    if spec.canary is None:
+        return shadow(r, engine, iou=spec.comparison.iou, on_record=on_record)
+    steps = spec.canary
+    return canary(r, engine, steps=steps.steps, salt=steps.salt, dry_run=steps.dry_run, iou=spec.comparison.iou, command=steps.command,
+                  on_step=on_step, on_record=on_record)
 
 
-def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, workers: int = 1, command: str = "",
-           on_step: Callable[[StepResult], None] | None = None, on_record: Callable[[ShadowRecord], None] | None = None,
-           ray: RayOptions | None = None) -> Report:
-    """Walk the steps; the first failing one stops the rollout. Then promote the new version, or keep
-    (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
+def shadow(r: Rehearsal, engine, *, iou: float = 0.5, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+    """Replay every image through both versions on ``engine`` and judge the gates."""
+    old, new = r.old, r.new
+    engine.prepare(old, new)
+    with engine.session():
+        run = run_shadow(r.images, old, new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, on_record=on_record, truths=r.truths,
+                         engine=engine)
+    settings = r.settings(iou, **engine.settings)
+    return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), settings, r.rules.on_inconclusive, unmatched=r.unmatched,
+                  wall_seconds=run.wall_seconds, truths=r.truths)
+
+
+def canary(r: Rehearsal, engine, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, command: str = "",
+           on_step: Callable[[StepResult], None] | None = None, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+    """Walk the steps on ``engine``; the first failing one stops the rollout. Then promote the new
+    version, or keep (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
 
     Raises:
         UsageError: bad steps, the same version twice, two different models without ``dry_run``, or no
@@ -221,23 +205,11 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         raise UsageError(f"--old and --new are both {r.old_spec.ref}: nothing to roll out")
     if r.old_spec.backend == "recorded" and not dry_run:
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
-    replay_slice, engine, connection = None, {}, contextlib.nullcontext()
-    if ray is not None:  # each step replays its new slice of buckets on the cluster; the gates are judged here, on the running totals
-        from mldeploy.rollout.ray_engine import replay_ray
-
-        connection = _on_ray(r, ray)  # one connection for every step
-
-        def replay_slice(items, start):
-            if not items:
-                return iter(())
-            return replay_ray(items, r.project, r.old_spec.ref, r.new_spec.ref, options=ray, iou_threshold=iou, drift_iou=r.drift_iou,
-                              labels=r.labels, offset=start, recorded=r.capture is not None)
-
-        engine = {"engine": "ray", "address": ray.address or "local"}
-    old, new = (r.old, r.new) if ray is None else (r.old if r.capture is not None else _Named(r.old_spec), _Named(r.new_spec))
-    with connection:
+    old, new = r.old, r.new
+    engine.prepare(old, new)
+    with engine.session():  # one connection for every step
         run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
-                         truths=r.truths, workers=workers, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, on_record=on_record, replay_slice=replay_slice)
+                         truths=r.truths, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, on_record=on_record, engine=engine)
     last = run.last_step
     if last is None:
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
@@ -248,6 +220,6 @@ def canary(r: Rehearsal, *, steps: str, salt: str = "", dry_run: bool = False, i
         action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
     change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
-    settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, workers=workers, **engine)
+    settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, **engine.settings)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
                   unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)

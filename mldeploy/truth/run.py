@@ -1,20 +1,19 @@
-"""``mldeploy eval`` as a library function, and what ``shadow --labels`` shares with it: reading the
-labels, pairing them with the images, scoring a version's answers.
-"""
+"""What ``mldeploy eval`` and ``shadow --labels`` share: reading the labels, pairing them with the
+images, scoring a version's answers, and eval's result (:class:`EvalRun`). The run itself is
+:func:`mldeploy.rollout.runs.run_eval`, on an engine."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from mldeploy.detections import Detections
-from mldeploy.errors import MldeployError, UsageError
-from mldeploy.pipeline import DetectionResult, ImageInput, collect_inputs, detect_images
-from mldeploy.truth.evaluate import Evaluation, ImageScore, evaluate, score_image
+from mldeploy.errors import MldeployError
+from mldeploy.pipeline import DetectionResult, ImageInput
+from mldeploy.truth.evaluate import Evaluation, ImageScore, score_image
 from mldeploy.truth.labels import ImageTruth, LabelProblem, LabelSet, load_labels, parse_label_map, to_model_classes
 
 
@@ -103,33 +102,3 @@ def score(answers: Sequence[tuple[ImageInput, DetectionResult]], truths: Truths,
         if found is not None:
             out.append(score_image(result.source, found[0], found[1], result.detections, iou))
     return out
-
-
-def run_eval(project, paths: Sequence[str], labels: str | Path, *, model: str, label_map: str | None = None, names: Path | None = None,
-             on_image: Callable[[DetectionResult], None] | None = None, detect=None,
-             collected: tuple[list[ImageInput], list] | None = None) -> EvalRun:
-    """Run ``model`` on every image and score it against the labels. ``detect(images, spec, on_image)``
-    replaces the local run (the Ray engine); it returns one result per image, in order. ``collected``:
-    ``collect_inputs(paths)`` already done by the caller (not walked twice).
-
-    Raises:
-        LabelsError: the labels cannot be read (exit 2). UsageError: no image.
-    """
-    spec = project.registry().resolve(model)
-    images, unmatched = collected if collected is not None else collect_inputs(paths)
-    if not images:
-        raise UsageError("no images to evaluate: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
-    truths = read_truths(labels, images, spec.classes, label_map=label_map, project_map=project.label_map(), names=names)
-    started = time.perf_counter()
-    if detect is not None:
-        project.check_pins(spec)
-        results = detect(images, spec, on_image)
-    else:
-        results = []
-        for result in detect_images(images, project.load(spec), reduced_decode=False):  # full decoding: the pixels shadow --labels sees
-            results.append(result)
-            if on_image is not None:
-                on_image(result)
-    evaluation = evaluate(spec.ref, score(list(zip(images, results)), truths), spec.classes)
-    settings = {"model": spec.ref, "labels": str(labels), "format": truths.labels.format, "iou": 0.5}
-    return EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started)

@@ -7,7 +7,8 @@ import pytest
 
 from mldeploy.images import read_image
 from mldeploy.models import load_detector
-from mldeploy.pipeline import collect_inputs, detect_images
+from mldeploy.pipeline import collect_inputs
+from mldeploy.rollout.engines.local import detect_images
 
 
 @pytest.mark.parametrize("ref", ["faces@v1", "cats@haar", "faces@v2"])

@@ -6,10 +6,12 @@ import pytest
 from mldeploy.errors import InvalidImageError
 from mldeploy.images import read_image
 from mldeploy.models import load_detector
-from mldeploy.pipeline import collect_inputs, detect_images
+from mldeploy.pipeline import collect_inputs
+from mldeploy.rollout.engines.local import detect_images
 from mldeploy.project import Project
 from mldeploy.rollout.gates import evaluate, resolve_bounds
-from mldeploy.rollout.shadow import most_disagreeing, replay, run_shadow
+from mldeploy.rollout.engines.local import replay
+from mldeploy.rollout.shadow import most_disagreeing, run_shadow
 from tests.helpers.coco import coco_matches
 
 

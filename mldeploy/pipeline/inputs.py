@@ -1,8 +1,5 @@
-"""Running one detector over many images: input expansion, overlapped decoding, saving, summary.
-
-The CLI's ``detect`` is a thin adapter over :func:`detect_images`; later commands (shadow, canary)
-reuse :func:`collect_inputs` and the same result type.
-"""
+"""The images of a run: files, folders, globs, manifests and object-storage prefixes, listed into a
+compact :class:`ImageList`, and each one read and decoded with the checks of :mod:`mldeploy.images`."""
 
 from __future__ import annotations
 
@@ -11,20 +8,14 @@ import glob
 import hashlib
 import os
 from array import array
-from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Sequence, overload
+from typing import Iterator, Sequence, overload
 
 import numpy as np
 
-from mldeploy.annotate import BoxAnnotator, encode_image
-from mldeploy.detections import Detections
-from mldeploy.errors import InferenceError, InputNotFoundError, MldeployError, OutputError
-from mldeploy.fileio import atomic_write
+from mldeploy.errors import InputNotFoundError
 from mldeploy.images import IMAGE_EXTENSIONS, decode_image_at_least, read_image_at_least
-from mldeploy.models.base import Detector
 from mldeploy.sources import is_uri
 
 _GLOB_CHARS = set("*?[")
@@ -134,22 +125,6 @@ class ImageSubset(Sequence[ImageInput]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return self._images[int(self._indices[index])]
-
-
-@dataclass
-class DetectionResult:
-    """What one model said about one image (or why it could not say)."""
-
-    source: str
-    model: str
-    detections: Detections | None = None
-    error: MldeployError | None = None
-    seconds: float = 0.0
-    saved_to: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def read_input(item: ImageInput) -> np.ndarray:
@@ -328,143 +303,3 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-class AnnotatedImageWriter:
-    """Writes annotated copies under ``out_dir``, mirroring the inputs' folder tree (an object's copy goes
-    under its bucket's name), never over an input."""
-
-    def __init__(self, out_dir: Path, inputs: Sequence[ImageInput], annotator: BoxAnnotator | None = None) -> None:
-        self.out_dir = Path(out_dir)
-        self.annotator = annotator or BoxAnnotator()
-        local = [item for item in inputs if item.uri is None]
-        roots = {str(item.root) for item in local}
-        self._base = Path(os.path.commonpath(sorted(roots))) if roots else Path.cwd()
-        self._inputs = {item.path.resolve() for item in local}
-
-    def target(self, item: ImageInput) -> Path:
-        if item.uri is not None:
-            relative = Path(*item.uri.split("://", 1)[1].split("/"))
-        else:
-            relative = item.path.resolve().relative_to(self._base)
-        suffix = relative.suffix.lower()
-        if suffix not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
-            relative = relative.with_name(relative.name + ".png")  # keep the name, pick a format we can write
-        return self.out_dir / relative
-
-    def save(self, item: ImageInput, image: np.ndarray, detections: Detections) -> Path:
-        target = self.target(item)
-        if target.resolve() in self._inputs or (item.uri is None and target.exists() and os.path.samefile(target, item.path)):
-            raise OutputError(f"refusing to overwrite input image {target}")
-        try:
-            data = encode_image(self.annotator.annotate(image, detections), target.suffix)
-        except Exception as exc:  # OpenCV cannot encode this image/format
-            raise OutputError(f"cannot write {target}: {exc}") from None
-        atomic_write(target, data)
-        return target
-
-
-def detect_images(
-    inputs: Iterable[ImageInput],
-    detector: Detector,
-    *,
-    conf: float | None = None,
-    labels: Sequence[str] | None = None,
-    writer: AnnotatedImageWriter | None = None,
-    prefetch: int = 4,
-    reduced_decode: bool = True,
-) -> Iterator[DetectionResult]:
-    """Run ``detector`` over ``inputs``, yielding one result per image in input order.
-
-    Decoding (and saving) run on a small thread pool while the detector works, so a folder keeps both
-    cores busy; inference itself goes through the detector's lock, so results are exactly those of a
-    one-at-a-time loop. A bad image yields a failed result and the run goes on.
-
-    With ``reduced_decode``, a JPEG is decoded at the smallest DCT scale that keeps both sides at the
-    detector's :attr:`~mldeploy.models.base.Detector.min_input_side`, and the boxes are mapped back to
-    the full image (benchmarks/reduced_decode.py measures the agreement and the speed). Annotated
-    copies are drawn on the full image, so a run with a ``writer`` decodes every image in full.
-    """
-    ref = detector.spec.ref
-    source = iter(inputs)
-    min_side = detector.min_input_side if reduced_decode and writer is None else None
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-io") as pool:
-        decoding: deque[tuple[ImageInput, Future]] = deque()
-        finished: deque[tuple[DetectionResult, Future | None]] = deque()
-
-        def queue_next() -> None:
-            item = next(source, None)
-            if item is not None:
-                decoding.append((item, pool.submit(read_input_at_least, item, min_side)))
-
-        for _ in range(max(1, prefetch)):
-            queue_next()
-        while decoding:
-            item, decoded = decoding.popleft()
-            queue_next()
-            result = DetectionResult(item.display, ref)
-            saving = None
-            try:
-                image, full = decoded.result()
-                result.detections, result.seconds = run_detector(detector, image, conf, labels)
-                if result.detections.image_size != full:  # decoded at a reduced size: boxes in the full image's pixels
-                    result.detections = result.detections.resized(full)
-                if writer is not None:
-                    saving = pool.submit(writer.save, item, image, result.detections)
-            except MldeployError as exc:
-                result.error = exc
-            finished.append((result, saving))
-            while finished and (finished[0][1] is None or finished[0][1].done()):
-                yield _settle(*finished.popleft())
-        while finished:
-            yield _settle(*finished.popleft())
-
-
-def run_detector(detector: Detector, image: np.ndarray, conf: float | None = None, labels: Sequence[str] | None = None) -> tuple[Detections, float]:
-    """One guarded forward pass: any exception from the model becomes an :class:`InferenceError`."""
-    try:
-        detections, seconds = detector.timed_detect(image, conf)
-    except MldeployError:
-        raise
-    except Exception as exc:
-        raise InferenceError(f"{detector.spec.ref} failed on this image: {type(exc).__name__}: {exc}") from exc
-    return (detections.filter(labels=labels) if labels else detections), seconds
-
-
-def _settle(result: DetectionResult, saving: Future | None) -> DetectionResult:
-    if saving is not None:
-        try:
-            result.saved_to = saving.result()
-        except MldeployError as exc:
-            result.error = exc
-    return result
-
-
-@dataclass
-class RunSummary:
-    """Totals over a run, fed one result at a time."""
-
-    model: str
-    images: int = 0
-    failed: int = 0
-    detections: int = 0
-    per_label: Counter = field(default_factory=Counter)
-    inference_seconds: float = 0.0
-    wall_seconds: float = 0.0  # the run, after the model loaded
-    load_seconds: float = 0.0
-
-    def update(self, result: DetectionResult) -> None:
-        self.images += 1
-        if not result.ok:
-            self.failed += 1
-            return
-        self.inference_seconds += result.seconds
-        if result.detections is not None:
-            self.detections += len(result.detections)
-            self.per_label.update(result.detections.counts())
-
-    @property
-    def succeeded(self) -> int:
-        return self.images - self.failed
-
-    @property
-    def images_per_second(self) -> float:
-        return self.succeeded / self.wall_seconds if self.wall_seconds > 0 else 0.0
