@@ -185,3 +185,52 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+# Markers, applied here so that no test has to remember them: the fast loop (README, Development) runs
+# `-m "not slow"`, i.e. every test that carries none of these.
+#   server   starts a real uvicorn server (tests/server/)
+#   ray      starts a Ray cluster
+#   s3       starts moto's S3 server
+#   browser  drives Chromium
+#   model    runs real models over whole image folders, or TensorFlow models (MTCNN, SavedModels)
+#   timing   judges real wall-clock figures (kept few: see the fixed-latency detectors in tests/helpers/fixed.py)
+SLOW_MARKERS = ("server", "ray", "s3", "browser", "model", "timing")
+#: Fixtures that plant versions which each run real models over folders.
+MODEL_FIXTURES = {"planted", "flaky", "byo_project", "byo_nets"}
+#: Modules whose every test runs real models over folders through the command line.
+MODEL_MODULES = {"tests/cli/test_shadow_cmd.py", "tests/cli/test_canary_cmd.py", "tests/cli/test_eval_cmd.py", "tests/cli/test_verdicts.py",
+                 "tests/rollout/test_shadow.py", "tests/models/test_concurrency.py", "tests/truth/test_evaluate.py", "tests/report/test_files.py",
+                 "tests/cli/test_capture_cmd.py", "tests/models/test_zoo.py", "tests/cli/test_models_validate.py"}
+
+
+def pytest_configure(config):
+    for name in SLOW_MARKERS:
+        config.addinivalue_line("markers", f"{name}: applied by tests/conftest.py (see SLOW_MARKERS)")
+    config.addinivalue_line("markers", "slow: any of " + ", ".join(SLOW_MARKERS))
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(Path(__file__).parent.parent).as_posix()
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            source = ""
+        found = set(item.get_closest_marker(name) and name for name in SLOW_MARKERS) - {None}
+        if path.startswith("tests/server/"):
+            found.add("server")
+        if path == "tests/rollout/test_ray_engine.py" or '"--engine", "ray"' in source:
+            found.add("ray")
+        if "s3_server" in source:
+            found.add("s3")
+        if "chromium()" in source:
+            found.add("browser")
+        if path in MODEL_MODULES or MODEL_FIXTURES & set(item.fixturenames) or "faces@v2" in source:
+            found.add("model")
+        for name in found:
+            item.add_marker(getattr(pytest.mark, name))
+        if found:
+            item.add_marker(pytest.mark.slow)

@@ -56,6 +56,7 @@ def test_what_each_regression_looks_like(cli, planted):
     assert padded["summary"]["disagreement"] == 0 and padded["summary"]["latency"]["p50_ratio"]["interval_90"][0] > 1.25
 
 
+@pytest.mark.timing  # real wall-clock ratios: the alternating order's fairness, which fixed latencies cannot show
 def test_twins_never_fail(cli, planted):
     for _ in range(3):
         for folder, pair in (("faces", ("v1", "twin")), ("shapes", ("v1", "twin"))):

@@ -50,3 +50,25 @@ def as_unprivileged(command: list[str]) -> list[str] | None:
         return command
     setpriv = shutil.which("setpriv")
     return [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command] if setpriv else None
+
+
+def wait_until(predicate, timeout: float = 10.0, every: float = 0.05):
+    """``predicate()``'s first truthy value, polled until ``timeout`` seconds: a test waits on a condition,
+    never for a fixed time. ``IndexError`` and ``KeyError`` count as "not yet" (nothing recorded yet).
+
+    Raises:
+        AssertionError: the condition did not hold in time.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except (IndexError, KeyError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s")
+        time.sleep(every)

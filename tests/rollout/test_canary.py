@@ -6,6 +6,7 @@ from mldeploy.pipeline import collect_inputs
 from mldeploy.project import Project
 from mldeploy.rollout.canary import bucket, parse_steps, routing_key, run_canary
 from mldeploy.rollout.gates import resolve_bounds
+from tests.helpers.fixed import FixedLatency
 
 
 def test_parse_steps():
@@ -29,10 +30,13 @@ def test_routing_is_sticky_stable_and_independent_of_how_the_folder_was_named(pr
     assert 20 < len(at[5]) < 80 and 400 < len(at[50]) < 600  # and the shares are about right
 
 
-def canary(refs, steps, policy="none", **bounds):
-    """A canary judged by the bounds named (``policy="default"`` adds the default policy's)."""
+def canary(refs, steps, policy="none", latency=None, **bounds):
+    """A canary judged by the bounds named (``policy="default"`` adds the default policy's); with
+    ``latency``, both versions are timed that many seconds on every image (no wall clock)."""
     registry = Project().registry()
     old, new = (load_detector(registry.resolve(r)) for r in refs)
+    if latency is not None:
+        old, new = FixedLatency(old, latency), FixedLatency(new, latency)
     images, _ = collect_inputs(["shapes"])
     return run_canary(images, old, new, steps, resolve_bounds(bounds, policy=policy))
 
@@ -63,10 +67,24 @@ def test_reruns_route_the_same_way(project_dir):
 
 
 def test_with_the_default_policy_small_steps_are_inconclusive_and_the_rollout_keeps_ramping(project_dir):
-    run = canary(("shapes@v1", "shapes@v1"), (25, 50, 100), policy="default")
+    run = canary(("shapes@v1", "shapes@v1"), (25, 50, 100), policy="default", latency=0.010)
     by_step = {s.share: (s.canary_requests, s.verdict) for s in run.steps}
     for share, (requests, step_verdict) in by_step.items():
         if 0 < requests < 5:  # too few pairs to judge latency: not a failure, not a pass
             assert step_verdict == "inconclusive", by_step
     assert by_step[100] == (8, "pass") and run.passed  # the last step has the evidence
     assert run.outcome.status == "pass"
+
+
+def test_latency_gates_judge_paired_ratios_without_a_wall_clock(project_dir):
+    """Fixed latencies: the same speed passes, twice as slow fails, and a few images are inconclusive."""
+    same = canary(("shapes@v1", "shapes@v1"), (100,), policy="none", latency=0.010, max_latency_ratio=1.25, max_p95_ratio=1.5,
+                  max_disagreement=0)
+    assert same.outcome.status == "pass"
+    registry = Project().registry()
+    old, new = (load_detector(registry.resolve("shapes@v1")) for _ in range(2))
+    images, _ = collect_inputs(["shapes"])
+    slow = run_canary(images, FixedLatency(old, 0.010), FixedLatency(new, 0.020), (100,), resolve_bounds({"max_latency_ratio": 1.25, "max_disagreement": 0}, policy="none"))
+    assert slow.outcome.status == "fail" and slow.last_step.summary.latency_ratio == pytest.approx(2.0)
+    few = run_canary(images[:3], FixedLatency(old, 0.010), FixedLatency(new, 0.020), (100,), resolve_bounds({"max_latency_ratio": 1.25, "max_disagreement": 0}, policy="none"))
+    assert few.outcome.status == "inconclusive"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import as_unprivileged, subprocess_env
+from tests.helpers import wait_until as helpers_wait_until
 
 SLEEPY_TOML = """
 [models.faces.sleepy]             # faces@v1's answers, 0.3 s slower: a shadow that falls behind
@@ -36,13 +37,7 @@ def post(server, data, name="upload.jpg", model="faces"):
 
 
 def wait_until(predicate, timeout=90.0, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout:g} s")
+    return helpers_wait_until(predicate, timeout, every)
 
 
 def drained(server, expected):
@@ -67,6 +62,11 @@ def metric(server, name, **labels):
             if all(found.get(k) == v for k, v in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def settled(server, model="faces") -> float:
+    """Requests whose capture was written or failed."""
+    return sum(metric(server, name, model=model) or 0 for name in ("mldeploy_captured_total", "mldeploy_capture_failed_total"))
 
 
 def photos(project_dir):
@@ -181,7 +181,7 @@ def _serve_and_break(serve, project_dir, folder, breaks, **kwargs):
     wait_until(lambda: metric(server, "mldeploy_captured_total", model="faces") == 1, 10)
     breaks()
     codes = [post(server, data).status_code for data in noise_jpegs(5, 64, 48, seed=1)]  # new images: each needs a new file
-    time.sleep(0.5)
+    wait_until(lambda: settled(server) >= 6, 10)  # each capture is written (or fails) just after its answer
     return server, codes
 
 
@@ -223,7 +223,7 @@ def test_a_full_disk_is_one_log_line_and_never_a_failed_request(serve, project_d
     uploads = noise_jpegs(8)  # 2 MB onto a 1 MB disk
     codes = [post(server, u).status_code for u in uploads]
     assert codes == [200] * 8
-    time.sleep(0.5)
+    wait_until(lambda: settled(server) >= 8, 10)
     log = server.output()
     assert log.count("No space left on device") == 1, log
     assert metric(server, "mldeploy_capture_failed_total", model="faces") >= 4

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from mldeploy.server.app import create_app
 from mldeploy.server.config import ServerConfig
-from tests.helpers import png_claiming, subprocess_env
+from tests.helpers import png_claiming, subprocess_env, wait_until
 
 
 @pytest.fixture
@@ -153,10 +153,12 @@ def test_state_trouble_while_serving_keeps_the_live_version_and_says_so_once(ser
     assert server.client.get("/readyz").json()["models"]["faces"] == "faces@blind"
     for path in (project_dir / ".mldeploy").iterdir():
         path.unlink()
-    time.sleep(1.5)  # six polls
+    wait_until(lambda: "disappeared; keeping" in server.output())
+    time.sleep(1.5)  # six more polls: the condition is said once, not once a poll
     assert server.client.get("/readyz").json()["models"]["faces"] == "faces@blind"  # never silently back to v1
     (project_dir / ".mldeploy" / "state.db").write_bytes(b"this is not a database" * 100)
-    time.sleep(1.5)
+    wait_until(lambda: "not a readable mldeploy state database" in server.output())
+    time.sleep(1.5)  # six more polls
     assert server.client.get("/readyz").json()["models"]["faces"] == "faces@blind"
     warnings = [line for line in server.output().splitlines() if "state store:" in line]
     assert len(warnings) == 2, warnings  # one per change of condition, not one per poll

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from tests.helpers import PHOTOS, subprocess_env
+from tests.helpers import PHOTOS, subprocess_env, wait_until
 
 
 def mldeploy(project_dir, *args):
@@ -16,16 +16,11 @@ def mldeploy(project_dir, *args):
     return result
 
 
-def until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return True
-        except (IndexError, KeyError):  # nothing recorded yet
-            pass
-        time.sleep(0.05)
-    return False
+def until(condition, timeout=5.0) -> bool:
+    try:
+        return bool(wait_until(condition, timeout))
+    except AssertionError:
+        return False
 
 
 def answers(server, project_dir, **headers):
@@ -97,13 +92,15 @@ def test_promote_and_rollback_while_requests_flow(serve, project_dir):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        assert until(lambda: len(seen) >= 8)  # traffic flows before the switch
         mldeploy(project_dir, "promote", "faces", "blind")
         assert until(lambda: seen and seen[-1][1] == "faces@blind", timeout=2)
-        time.sleep(0.5)
+        switched = len(seen)
+        assert until(lambda: len(seen) >= switched + 8)  # and keeps flowing on the new version
         mldeploy(project_dir, "rollback", "faces")
         assert until(lambda: seen[-1][1] == "faces@v1", timeout=2)
-        time.sleep(0.3)
+        back = len(seen)
+        assert until(lambda: len(seen) >= back + 4)
     finally:
         stop.set()
         for t in threads:
