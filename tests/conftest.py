@@ -59,17 +59,14 @@ names = "nets/v1.names"
 """
 
 
-@pytest.fixture
-def project_dir(tmp_path, monkeypatch, samples) -> Path:
-    """A working directory with mldeploy.toml (planted regressions), red-square images in shapes/, the
-    sample photos in photos/, and no state yet; the tests run inside it."""
-    import shutil
-
+@pytest.fixture(scope="session")
+def _project_template(tmp_path_factory, samples) -> Path:
+    """The project folder, built once per test session (networks and images); each test gets a copy."""
     import cv2
 
     from tests.helpers.tiny_darknet import red_square_image, write_tiny_yolo
 
-    root = tmp_path / "project"
+    root = tmp_path_factory.mktemp("template") / "project"
     nets = root / "nets"
     write_tiny_yolo(nets, "v1", 1, ["square"])
     write_tiny_yolo(nets, "shifted", 1, shift=10.0)
@@ -81,6 +78,15 @@ def project_dir(tmp_path, monkeypatch, samples) -> Path:
         x, y = 20 + 30 * n, 200 - 20 * n
         cv2.imwrite(str(shapes / f"square{n}.png"), red_square_image(320, (x, y, x + 80, y + 80)))
     shutil.copytree(samples, root / "photos", ignore=shutil.ignore_patterns("*.md"))
+    return root
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch, _project_template) -> Path:
+    """A working directory with mldeploy.toml (planted regressions), red-square images in shapes/, the
+    sample photos in photos/, and no state yet; the tests run inside it (a copy of one built per session)."""
+    root = tmp_path / "project"
+    shutil.copytree(_project_template, root)
     monkeypatch.chdir(root)
     monkeypatch.delenv("MLDEPLOY_STATE_DIR", raising=False)
     monkeypatch.delenv("MLDEPLOY_CONFIG", raising=False)
