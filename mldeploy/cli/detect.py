@@ -40,6 +40,7 @@ def detect(
     Exit codes: 0 all images processed, 1 some inputs failed (each is named), 2 usage error,
     4 model cannot be loaded (e.g. weight files missing), 5 the state store cannot be read.
     """
+    from mldeploy.rollout.gates import exit_code
     from mldeploy.rollout.runs import run_detect
     from mldeploy.rollout.spec import DetectSpec, Inputs
 
@@ -53,8 +54,8 @@ def detect(
     for result in run.results:
         if not result.ok:
             error_line(f"{escape(result.source)}: {escape(str(result.error))}")
-    if run.summary.failed:
-        raise typer.Exit(code=1)
+    if exit_code(run):
+        raise typer.Exit(code=exit_code(run))
 
 
 def _emit(results, summary, output: OutputFormat) -> None:

@@ -33,12 +33,14 @@ def eval_command(
     read, 2 usage error or labels that cannot be read, 3 --min-map failed, 4 the version cannot be loaded.
     """
     from mldeploy.report.evaluation import eval_run_to_dict, eval_tables, write_eval_html, write_eval_json, write_eval_junit
+    from mldeploy.rollout.gates import exit_code
     from mldeploy.rollout.runs import run_eval
     from mldeploy.rollout.spec import EvalSpec, Inputs
 
     spec = EvalSpec(model, labels, Inputs(tuple(paths)), gates, output.files, engine)
     with progress_bar("eval", output.progress) as progress:
-        run, gate_results = run_eval(project, spec, on_listed=progress.start, on_result=progress, loading=loading_status)
+        run = run_eval(project, spec, on_listed=progress.start, on_result=progress, loading=loading_status)
+    gate_results = run.gates
     if output.format is ReportFormat.json:
         sys.stdout.write(json.dumps(eval_run_to_dict(run, gate_results), indent=2) + "\n")
     else:
@@ -61,15 +63,12 @@ def eval_command(
     e = run.evaluation
     line = (f"{escape(e.model)}: mAP@0.5:0.95 {_f(e.map)}, mAP@0.5 {_f(e.map50)}, precision {_f(e.precision)}, recall {_f(e.recall)} "
             f"on {len(e.images)} images ({run.wall_seconds:.1f} s)")
-    failed = [g for g in gate_results if g.failed]
-    for g in failed:
+    for g in run.verdict.deciding if not run.verdict.ok else ():
         error_line(f"gate failed: {escape(g.message)}")
-    if failed:
-        err_console.print(f"[bold red]FAIL[/] {line}")
-        raise typer.Exit(EXIT_GATE_FAILED)
-    err_console.print(f"[bold]{line}[/]")
-    if not run.complete:
-        raise typer.Exit(1)
+    code = exit_code(run)
+    err_console.print(f"[bold red]FAIL[/] {line}" if code == EXIT_GATE_FAILED else f"[bold]{line}[/]")
+    if code:
+        raise typer.Exit(code)
 
 
 def _f(value: float | None) -> str:

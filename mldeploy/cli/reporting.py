@@ -75,6 +75,7 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
     from mldeploy.report.json_junit import write_json, write_junit
     from mldeploy.report.serialize import report_to_dict
     from mldeploy.report.tables import rehearsal_tables
+    from mldeploy.rollout.gates import exit_code
 
     if output is ReportFormat.json:
         sys.stdout.write(json.dumps(report_to_dict(report), indent=2) + "\n")
@@ -112,13 +113,14 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
     where = f"({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, {report.wall_seconds:.1f} s)"
     for exc in unwritten:
         error_line(escape(str(exc)))
-    if not v.ok:
+    code = exit_code(report)
+    if code == EXIT_GATE_FAILED:
         advice = " (more images, or --inconclusive pass)" if v.status == "inconclusive" else ""
         err_console.print(f"[bold red]{escape(v.headline)}[/] {where}{advice}")
-        raise typer.Exit(EXIT_GATE_FAILED)
+        raise typer.Exit(code)
     colour = "bold green" if v.status == "pass" else "bold yellow"
     err_console.print(f"[{colour}]{escape(v.headline)}[/] {where}")
     if unwritten:
         raise typer.Exit(unwritten[0].exit_code)
-    if report.input_errors:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)

@@ -10,10 +10,11 @@ from typing import Any, Sequence
 
 from mldeploy.fileio import atomic_write
 from mldeploy.report import formats as fmt
-from mldeploy.report.html import _CSS, _rows, draw, problems_table, write_report_folder
-from mldeploy.report.json_junit import label_problems_case
+from mldeploy.report.html import _CSS, _rows, draw, gates_html, problems_table, write_report_folder
+from mldeploy.report.json_junit import count_cases, gates_suite, label_problems_case
 from mldeploy.report.serialize import detections_to_list, evaluation_to_dict, gate_to_dict
 from mldeploy.truth.evaluate import BACKGROUND, Evaluation, ImageScore
+from mldeploy.rollout.gates import verdict
 from mldeploy.truth.run import EvalRun
 
 
@@ -50,13 +51,7 @@ def eval_junit(run: EvalRun, gates: Sequence = ()) -> bytes:
     props = ET.SubElement(root, "properties")
     for key, value in (("precision", e.precision), ("recall", e.recall), ("map50", e.map50), ("map", e.map)):
         ET.SubElement(props, "property", name=key, value=fmt.score(value))
-    suite = ET.SubElement(root, "testsuite", name="gates")
-    for g in gates:
-        case = ET.SubElement(suite, "testcase", classname="mldeploy.eval.gates", name=g.gate.flag)
-        if g.failed:
-            ET.SubElement(case, "failure", message=g.message, type="GateFailed").text = g.gate.what
-        else:
-            ET.SubElement(case, "system-out").text = g.message
+    gates_suite(root, gates, "mldeploy.eval.gates")
     label_problems_case(root, run.problems, "mldeploy.eval.labels")
     images = ET.SubElement(root, "testsuite", name="images")
     for s in e.images:
@@ -69,6 +64,7 @@ def eval_junit(run: EvalRun, gates: Sequence = ()) -> bytes:
     for r in run.failed:
         case = ET.SubElement(images, "testcase", classname="mldeploy.eval.images", name=r.source)
         ET.SubElement(case, "error", message=str(r.error), type=type(r.error).__name__)
+    count_cases(root)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
@@ -106,8 +102,7 @@ def write_eval_html(folder: Path, run: EvalRun, gates: Sequence = (), protect: S
         names = confusion_labels(e)
         confusion = _rows([(esc(t), *(e.confusion.get((t, p), 0) for p in names)) for t in names], ("truth \\ predicted", *names))
         problems = problems_table(run.problems)
-        gate_rows = _rows([(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value)), esc(g.bound_text), "pass" if g.passed else "FAIL") for g in gates],
-                          ("gate", "value", "bound", "result"))
+        gate_rows = gates_html(gates, verdict(list(gates)))
         legend = ('<p class="legend"><span style="background:#28a03c">found</span><span style="background:#dc2828">missed (dashed on the right)</span>'
                   '<span style="background:#1478dc">false</span><span style="background:#ff9600">wrong label</span></p>')
         return f"""<!doctype html>
@@ -138,7 +133,7 @@ def eval_tables(run: EvalRun, top: int, gates: Sequence = ()) -> list:
     from rich.markup import escape
     from rich.table import Table
 
-    from mldeploy.report.tables import STATUS, common_folder, relative
+    from mldeploy.report.tables import common_folder, gates_table, relative
 
     e = run.evaluation
     summary = Table(title=f"eval: {escape(e.model)} against {escape(str(run.settings.get('labels', '')))} ({run.settings.get('format', '')}), IoU 0.5",
@@ -178,10 +173,5 @@ def eval_tables(run: EvalRun, top: int, gates: Sequence = ()) -> list:
             table.add_row(escape(relative(s.name, folder)), str(s.tp), str(s.fp), str(s.fn))
         tables.append(table)
     if gates:
-        table = Table(title="gates", title_justify="left")
-        for column in ("gate", "value", "bound", "result"):
-            table.add_column(column, no_wrap=True)
-        for g in gates:
-            table.add_row(g.gate.flag, g.gate.show(g.value), g.bound_text, STATUS[g.status])
-        tables.append(table)
+        tables.append(gates_table(gates, verdict(list(gates))))
     return tables

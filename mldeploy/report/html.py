@@ -132,6 +132,18 @@ def problems_table(problems) -> str:
     return _rows([(esc(p.kind), esc(p.file), esc(p.entry), esc(p.message)) for p in problems[:500]], ("problem", "file", "entry", "why"))
 
 
+def gates_html(gates, verdict) -> str:
+    """The verdict, the gates that decided it, and every gate with its figure, bound, evidence and result:
+    the one gates section of every HTML report (shadow, canary, eval)."""
+    esc = html.escape
+    decided = f"<p><b>{esc(verdict.headline)}</b>" + "".join(f"<br><code>{esc(g.message)}</code>" for g in verdict.deciding if not verdict.ok) + "</p>"
+    status = {"pass": '<span class="pass">pass</span>', "fail": '<span class="fail">FAIL</span>',
+              "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>', "not measured": "not measured"}
+    rows = [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence), status[g.status])
+            for g in gates]
+    return decided + _rows(rows, ("gate", "value", "bound", "evidence", "result"))
+
+
 def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
@@ -154,14 +166,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
     esc = html.escape
     v = report.verdict
     verdict = f'<span class="verdict {v.status.replace(" ", "-")}">{esc(v.status.upper())}</span>'
-    decided = (f"<p><b>{esc(v.headline)}</b>" + "".join(f"<br><code>{esc(g.message)}</code>" for g in v.deciding if not v.ok) + "</p>")
-    status = {"pass": '<span class="pass">pass</span>', "fail": '<span class="fail">FAIL</span>',
-              "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>', "not measured": "not measured"}
-    gates = _rows(
-        [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence), status[g.status])
-         for g in report.gates],
-        ("gate", "value", "bound", "evidence", "result"),
-    )
+    gates = gates_html(report.gates, v)
     summary = _rows(
         [
             ("images", s.images), ("compared (both versions answered)", s.compared), ("unreadable images", s.unreadable),
@@ -209,7 +214,7 @@ def _page(report: Report, figures: list[str], disagreeing: int) -> str:
 <body>
 <h1>mldeploy {esc(report.kind)}: <code>{esc(s.old)}</code> (old) vs <code>{esc(s.new)}</code> (new) {verdict}</h1>
 <p>{settings}</p>
-<h2>Gates</h2>{decided}{gates if report.gates else "<p>No gates.</p>"}
+<h2>Gates</h2>{gates if report.gates else "<p>No gates.</p>"}
 {timeline}
 <h2>Summary</h2>{summary}
 <h2>Per label</h2>{labels if a.per_label else "<p>Neither version found anything.</p>"}

@@ -38,15 +38,7 @@ def junit_xml(report: Report) -> bytes:
     if not report.complete:  # a long replay: the cases are its errors and most disagreeing images
         listed = images_listed(report)
         ET.SubElement(properties, "property", name="images_listed", value=f"{listed['listed']} of {listed['of']}: {listed['which']}")
-    gates = ET.SubElement(root, "testsuite", name="gates")
-    for g in report.gates:
-        case = ET.SubElement(gates, "testcase", classname=f"mldeploy.{report.kind}.gates", name=g.gate.flag)
-        if g.failed or (g.status == "inconclusive" and report.on_inconclusive == "fail"):
-            ET.SubElement(case, "failure", message=g.message, type="GateFailed" if g.failed else "GateInconclusive").text = g.gate.what
-        elif g.status in ("inconclusive", "not measured"):
-            ET.SubElement(case, "skipped", message=g.message)
-        else:
-            ET.SubElement(case, "system-out").text = g.message
+    gates = gates_suite(root, report.gates, f"mldeploy.{report.kind}.gates", report.on_inconclusive)
     if report.truths is not None:
         label_problems_case(root, report.truths.problems, f"mldeploy.{report.kind}.labels")
     images = ET.SubElement(root, "testsuite", name="images")
@@ -72,21 +64,43 @@ def junit_xml(report: Report) -> bytes:
                 ET.SubElement(props, "property", name=name, value=str(value))
             if r.new.ok:
                 ET.SubElement(case, "system-out").text = json.dumps(shadow_record_to_dict(r)["comparison"])
-    for suite in (gates, images):
-        cases = [case for case in suite if case.tag == "testcase"]
-        suite.set("tests", str(len(cases)))
-        suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
-        suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
-        suite.set("skipped", str(sum(case.find("skipped") is not None for case in cases)))
-    root.set("tests", str(len(report.gates) + len(report.records)))
-    root.set("failures", str(int(gates.get("failures")) + int(images.get("failures"))))
-    root.set("errors", str(int(gates.get("errors")) + int(images.get("errors"))))
+    count_cases(root)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 def write_junit(path: Path, report: Report, protect: Sequence[Path] = ()) -> Path:
     return atomic_write(path, junit_xml(report), protect)
+
+
+def gates_suite(root: ET.Element, gates, classname: str, on_inconclusive: str = "fail") -> ET.Element:
+    """Suite ``gates``: a case per gate; a failure when it failed, or was inconclusive and inconclusive
+    fails the run; skipped when inconclusive and let through, or not measured."""
+    suite = ET.SubElement(root, "testsuite", name="gates")
+    for g in gates:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=g.gate.flag)
+        if g.failed or (g.status == "inconclusive" and on_inconclusive == "fail"):
+            ET.SubElement(case, "failure", message=g.message, type="GateFailed" if g.failed else "GateInconclusive").text = g.gate.what
+        elif g.status in ("inconclusive", "not measured"):
+            ET.SubElement(case, "skipped", message=g.message)
+        else:
+            ET.SubElement(case, "system-out").text = g.message
+    return suite
+
+
+def count_cases(root: ET.Element) -> None:
+    """``tests``, ``failures``, ``errors`` and ``skipped`` on every suite and their sums on the root, from
+    the cases themselves (so the counts cannot disagree with what the file holds)."""
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for suite in root.iter("testsuite"):
+        cases = [case for case in suite if case.tag == "testcase"]
+        counts = {"tests": len(cases), **{key: sum(case.find(tag) is not None for case in cases)
+                                          for key, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped"))}}
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
 
 
 def label_problems_case(root: ET.Element, problems, classname: str) -> None:

@@ -16,6 +16,7 @@ from mldeploy.report import formats as fmt
 
 if TYPE_CHECKING:
     from mldeploy.pipeline import DetectionResult, RunSummary
+    from mldeploy.rollout.gates import GateResult, Verdict
     from mldeploy.rollout.rehearsal import Report
 
 
@@ -119,7 +120,7 @@ def rehearsal_tables(report: Report, top: int) -> list[Table]:
                            _red(len(c.extra)), _red(len(c.relabelled)), _red(len(c.drifted)), fmt.score(c.mean_iou))
         tables.append(images)
     if report.gates:
-        tables.append(gates_table(report))
+        tables.append(gates_table(report.gates, report.verdict, report.settings.get("gates", "default")))
     return tables
 
 
@@ -142,13 +143,15 @@ def truth_table(report: Report) -> Table:
     return table
 
 
-def gates_table(report: Report) -> Table:
-    v = report.verdict
-    gates = Table(title=f"gates ({escape(report.settings.get('gates', 'default'))} policy): {escape(v.headline)}", title_justify="left")
-    _columns(gates, "gate", "value", "bound", "evidence", "result", left=("gate", "evidence", "result"), fold=("gate", "evidence", "result"))
-    for g in report.gates:
-        gates.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), STATUS[g.status])
-    return gates
+def gates_table(gates: Sequence[GateResult], verdict: Verdict, policy: str | None = None) -> Table:
+    """Every gate with its figure, bound, evidence and result, under the verdict: the one gates table of
+    every command (shadow, canary, eval)."""
+    title = f"gates ({escape(policy)} policy): {escape(verdict.headline)}" if policy else f"gates: {escape(verdict.headline)}"
+    table = Table(title=title, title_justify="left")
+    _columns(table, "gate", "value", "bound", "evidence", "result", left=("gate", "evidence", "result"), fold=("gate", "evidence", "result"))
+    for g in gates:
+        table.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), STATUS[g.status])
+    return table
 
 
 def _summary_table(report: Report) -> Table:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mldeploy.errors import ConfigError, UsageError
+from mldeploy.errors import EXIT_GATE_FAILED, ConfigError, UsageError
 
 if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
     from mldeploy.rollout.latency import LatencyStats, RatioEstimate
@@ -317,3 +317,12 @@ def verdict(results: list[GateResult], on_inconclusive: str = "fail") -> Verdict
     if not any(g.gate.quality for g in results):
         return Verdict(REPORT_ONLY, (), tuple(results))
     return Verdict(PASS, tuple(results), tuple(results))
+
+
+def exit_code(result: Any) -> int:
+    """The exit code of any run's result (a rehearsal's Report, eval's EvalRun, detect's DetectRun), from
+    the result alone: 3 when its verdict does not let the version through, 1 when inputs failed or label
+    entries were skipped, else 0."""
+    if result.verdict is not None and not result.verdict.ok:
+        return EXIT_GATE_FAILED
+    return 1 if result.input_errors else 0

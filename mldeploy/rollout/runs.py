@@ -19,7 +19,7 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.models.registry import parse_classes
 from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, RunSummary, collect_inputs
 from mldeploy.project import Project
-from mldeploy.rollout.gates import GateResult, evaluate, resolve_rules
+from mldeploy.rollout.gates import evaluate, resolve_rules, verdict
 from mldeploy.rollout.sides import Version
 from mldeploy.rollout.spec import DetectSpec, EvalSpec
 from mldeploy.truth.evaluate import TruthScores, evaluate as evaluate_truth
@@ -41,9 +41,15 @@ class DetectRun:
     summary: RunSummary
     save: Path | None = None
 
+    verdict = None  # no gate judges a detect run
+
     @property
     def saved(self) -> list[Path]:
         return [r.saved_to for r in self.results if r.saved_to is not None]
+
+    @property
+    def input_errors(self) -> bool:
+        return bool(self.summary.failed)
 
 
 def run_detect(project: Project, spec: DetectSpec, *, on_listed: Callable[[int], None] | None = None,
@@ -85,7 +91,7 @@ def run_detect(project: Project, spec: DetectSpec, *, on_listed: Callable[[int],
 
 
 def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], None] | None = None,
-             on_result: Callable[[DetectionResult], None] | None = None, loading: Loading = _no_status) -> tuple[EvalRun, list[GateResult]]:
+             on_result: Callable[[DetectionResult], None] | None = None, loading: Loading = _no_status) -> EvalRun:
     """Run one version on every image and score it against the labels; judge ``--min-map`` if given.
 
     Raises:
@@ -120,7 +126,9 @@ def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], Non
                                 **{k: v for k, v in engine.settings.items() if k != "workers"}}
     run = EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started)
     bounds = resolve_rules(spec.gates.bounds, policy="none", truth=True).bounds  # only the bounds given, checked as shadow's are
-    return run, evaluate(_Scored(TruthScores(new=evaluation)), bounds)
+    run.gates = evaluate(_Scored(TruthScores(new=evaluation)), bounds)
+    run.verdict = verdict(run.gates)
+    return run
 
 
 @dataclass(frozen=True)

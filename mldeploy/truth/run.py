@@ -77,6 +77,13 @@ class EvalRun:
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    gates: list = field(default_factory=list)  # GateResult of --min-map, when given
+    verdict: Any = None  # the gates' Verdict (set by the run, with the gates)
+
+    @property
+    def input_errors(self) -> bool:
+        """Something was skipped or failed (exit 1 when the gates let the version through)."""
+        return not self.complete
 
     @property
     def failed(self) -> list[DetectionResult]:

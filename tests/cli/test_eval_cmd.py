@@ -121,3 +121,17 @@ def test_shadow_html_lists_the_skipped_labels(cli, project_dir):
     assert result.exit_code == 3
     page = (project_dir / "page" / "index.html").read_text()
     assert "Label problems (1, skipped)" in page and "labels without an image" in page and "rocket.jpg" in page
+
+
+def test_eval_junit_counts_add_up_like_shadows(cli, project_dir, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    result = cli("eval", *PHOTOS, "--labels", COCO, "--min-map", "0.99", "--junit", tmp_path / "e.xml")
+    assert result.exit_code == 3
+    root = ET.parse(tmp_path / "e.xml").getroot()
+    suites = list(root.iter("testsuite"))
+    for suite in suites:
+        cases = [c for c in suite if c.tag == "testcase"]
+        assert int(suite.get("tests")) == len(cases)
+        assert int(suite.get("failures")) == sum(c.find("failure") is not None for c in cases)
+    assert int(root.get("tests")) == sum(int(s.get("tests")) for s in suites) and root.get("failures") == "1"

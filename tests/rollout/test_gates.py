@@ -174,3 +174,16 @@ def test_the_verdict_names_what_decided_it():
     assert verdict(only_evidence).headline == "REPORT ONLY: no quality gate ran (gates: --max-new-errors, --min-images)"
     failing = evaluate(summary(), {"min_recall": 0.9, "max_disagreement": 0.1})
     assert verdict(failing).headline == "FAIL: --max-disagreement, --min-recall" and not verdict(failing).ok
+
+
+def test_exit_code_comes_from_the_result_alone():
+    from types import SimpleNamespace
+
+    from mldeploy.rollout.gates import GATES, GateResult, exit_code, verdict
+
+    failing = verdict([GateResult(GATES["min_recall"], 0.95, 0.5, "fail")])
+    passing = verdict([GateResult(GATES["min_recall"], 0.95, 1.0, "pass")])
+    assert exit_code(SimpleNamespace(verdict=failing, input_errors=True)) == 3  # a failed gate wins over skipped inputs
+    assert exit_code(SimpleNamespace(verdict=passing, input_errors=True)) == 1
+    assert exit_code(SimpleNamespace(verdict=passing, input_errors=False)) == 0
+    assert exit_code(SimpleNamespace(verdict=None, input_errors=False)) == 0  # detect: no gate
