@@ -33,7 +33,7 @@ from mldeploy.errors import ConfigError
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.config import CONFIG_NAME, load_config, project_specs
 from mldeploy.models.registry import BUILTIN_DEFAULT_VERSIONS, Registry, builtin_specs
-from mldeploy.store import open_store
+from mldeploy.store import StateStore, open_store
 
 STATE_DIR_NAME = ".mldeploy"
 
@@ -46,6 +46,7 @@ class Project:
     config_path: Path | None = None
     cwd: Path = field(default_factory=Path.cwd)
     _config: dict[str, Any] | None = field(default=None, repr=False)
+    _store: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.state_dir is None:
@@ -64,9 +65,11 @@ class Project:
             self._config = load_config(self.config_path) if self.config_path is not None else {}
         return self._config
 
-    def store(self):
-        """The state store (live versions, history, routes, pins) at ``state_dir``."""
-        return open_store(self.state_dir)
+    def store(self) -> StateStore:
+        """The state store (live versions, history, routes, pins) at ``state_dir``: one per project."""
+        if self._store is None:
+            self._store = open_store(self.state_dir)
+        return self._store
 
     def registry(self, with_live: bool = True) -> Registry:
         """Built-in and project versions; a bare name means its live version when the state says one."""

@@ -85,7 +85,7 @@ def history(
                                "history": [asdict(c) for c in changes]}, indent=2))
         return
     if not changes:
-        err_console.print(f"no changes recorded{' for ' + escape(name) if name else ''} in {escape(str(proj.store().path))}")
+        err_console.print(f"no changes recorded{' for ' + escape(name) if name else ''} in {escape(proj.store().location)}")
         return
     table = Table(title=f"history{' of ' + escape(name) if name else ''}", title_justify="left")
     for column in ("#", "when (UTC)", "model", "from", "to", "by", "reason"):

@@ -101,7 +101,7 @@ class Deployments:
         return self.routing.refresh(force)
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.config.poll_seconds):
+        for _ in self.project.store().watch(self._stop, self.config.poll_seconds):  # each time the state may have changed
             try:
                 self.refresh()
                 problem = None

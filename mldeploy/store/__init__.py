@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 
 from mldeploy.errors import UsageError
+from mldeploy.store.base import StateStore
 from mldeploy.store.releases import ACTIONS, Change
 from mldeploy.store.routes import KEEP, Route
 from mldeploy.store.sqlite import SQLiteStore
@@ -18,11 +19,7 @@ from mldeploy.store.sqlite import SQLiteStore
 #: URL scheme -> "module:Class" of the store that serves it.
 SCHEMES = {"sqlite": "mldeploy.store.sqlite:SQLiteStore"}
 
-#: The default store (tests and most code use it directly with a folder).
-StateStore = SQLiteStore
-
-
-def open_store(location: str | Path):
+def open_store(location: str | Path) -> StateStore:
     """The store at ``location``: a folder path, or ``SCHEME:PATH`` / ``SCHEME://...``.
 
     Raises:

@@ -2,11 +2,11 @@
 
 import json
 
-from mldeploy.store import StateStore
+from mldeploy.store import open_store
 
 
 def history(project_dir):
-    return [(c.from_version, c.to_version, c.action) for c in StateStore(project_dir / ".mldeploy").history()]
+    return [(c.from_version, c.to_version, c.action) for c in open_store(project_dir / ".mldeploy").history()]
 
 
 def test_a_good_canary_is_promoted(cli, project_dir):
@@ -15,7 +15,7 @@ def test_a_good_canary_is_promoted(cli, project_dir):
     assert "canary: shapes@v1 -> shapes@shifted" in result.stdout and "pass" in result.stdout
     assert "promoted shapes: v1 -> shifted" in result.stderr
     assert history(project_dir) == [("v1", "shifted", "canary-promote")]
-    assert "canary passed every step" in StateStore(project_dir / ".mldeploy").history()[0].reason
+    assert "canary passed every step" in open_store(project_dir / ".mldeploy").history()[0].reason
 
 
 def test_a_failing_gate_rolls_back_and_says_why(cli, project_dir):
@@ -27,7 +27,7 @@ def test_a_failing_gate_rolls_back_and_says_why(cli, project_dir):
     assert "fail" in verdicts and verdicts[verdicts.index("fail") + 1:] == ["not run"] * (len(verdicts) - verdicts.index("fail") - 1)
     assert doc["promoted"] is False
     assert history(project_dir) == [("v1", "shifted", "promote"), ("shifted", "v1", "canary-rollback")]  # ...v1 is live again
-    reason = StateStore(project_dir / ".mldeploy").history()[-1].reason
+    reason = open_store(project_dir / ".mldeploy").history()[-1].reason
     assert reason.startswith("canary of shapes@blind failed at") and "--min-recall: 0.000 (must be >= 0.900)" in reason
     assert "gate failed: --min-recall" in result.stderr
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from mldeploy.errors import OutputError
-from mldeploy.store import StateStore
+from mldeploy.store import open_store
 from tests.helpers import as_unprivileged, subprocess_env
 
 
@@ -17,7 +17,7 @@ def test_a_canary_with_a_foreign_html_folder_stops_before_it_promotes(cli, proje
     (foreign / "notes.txt").write_text("keep me")
     result = cli("canary", "photos", "--new", "blind", "--gates", "none", "--html", foreign)
     assert result.exit_code == 2 and "folder with other files in it" in result.stderr
-    assert StateStore(project_dir / ".mldeploy").history() == [] and (foreign / "notes.txt").read_text() == "keep me"
+    assert open_store(project_dir / ".mldeploy").history() == [] and (foreign / "notes.txt").read_text() == "keep me"
 
 
 def test_a_report_in_a_read_only_folder_is_refused_before_the_run(project_dir, tmp_path):

@@ -86,9 +86,9 @@ def test_concurrent_promotions_from_real_processes(project_dir):
              for n, v in enumerate(versions)]
     outcomes = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, outcomes
-    from mldeploy.store import StateStore
+    from mldeploy.store import open_store
 
-    rows = StateStore(project_dir / ".mldeploy").history("faces")
+    rows = open_store(project_dir / ".mldeploy").history("faces")
     changed = [err for _, err in outcomes if "promoted" in err]
     assert len(rows) == len(changed) >= 1  # no-ops ("already live") write nothing; every change has its row
     assert rows[0].from_version == "v1"

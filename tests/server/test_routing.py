@@ -52,9 +52,9 @@ def test_a_shadow_started_from_the_cli_reaches_the_running_server(serve, project
     assert until(lambda: server.client.get("/models/faces/shadow").json()["pairs"][0]["compared"] == 5)
     pair = server.client.get("/models/faces/shadow").json()["pairs"][0]
     assert pair["recall"] == 0 and pair["boxes"]["missing"] == 3  # recorded in the state store...
-    from mldeploy.store import StateStore
+    from mldeploy.store import open_store
 
-    assert StateStore(project_dir / ".mldeploy").shadow_stats("faces")[0]["missing"] == 3  # ...where the CLI can read it
+    assert open_store(project_dir / ".mldeploy").shadow_stats("faces")[0]["missing"] == 3  # ...where the CLI can read it
 
 
 def test_canary_weights_0_and_100_and_sticky_clients(serve, project_dir):

@@ -6,17 +6,17 @@ import sqlite3
 import pytest
 
 from mldeploy.errors import NothingToRollBackError, StateError
-from mldeploy.store import StateStore
+from mldeploy.store import open_store
 
 
 def test_reading_creates_nothing(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     assert store.live_versions() == {} and store.history() == [] and store.live("faces") is None
     assert not (tmp_path / "state").exists()
 
 
 def test_promote_rollback_and_history(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     first = store.switch("faces", "v2", current_default="v1", reason="better recall", command="mldeploy promote faces v2")
     assert (first.from_version, first.to_version, first.action) == ("v1", "v2", "promote")
     assert store.switch("faces", "v2", current_default="v1") is None  # already live: no row
@@ -33,7 +33,7 @@ def test_promote_rollback_and_history(tmp_path):
 
 
 def test_rollback_without_history_is_refused(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     with pytest.raises(NothingToRollBackError, match="no earlier live version"):
         store.rollback("faces", current_default="v1")
     store.switch("faces", "v1", current_default="v1", action="canary-rollback", reason="canary failed")  # from == to
@@ -42,7 +42,7 @@ def test_rollback_without_history_is_refused(tmp_path):
 
 
 def test_history_is_append_only(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     store.switch("faces", "v2", current_default="v1")
     db = sqlite3.connect(store.path)
     for statement in ("UPDATE history SET reason = 'x'", "DELETE FROM history"):
@@ -62,7 +62,7 @@ def test_a_damaged_file_is_reported_and_left_alone(tmp_path, content):
     state.mkdir()
     (state / "state.db").write_bytes(content)
     before = _digest(state / "state.db")
-    store = StateStore(state)
+    store = open_store(state)
     if content:
         with pytest.raises(StateError, match="state.db"):
             store.live_versions()
@@ -83,12 +83,12 @@ def test_someone_elses_database_is_not_touched(tmp_path):
     db.close()
     before = _digest(state / "state.db")
     with pytest.raises(StateError, match="not an mldeploy state database"):
-        StateStore(state).switch("faces", "v2", current_default="v1")
+        open_store(state).switch("faces", "v2", current_default="v1")
     assert _digest(state / "state.db") == before
 
 
 def test_a_newer_schema_is_refused(tmp_path):
-    store = StateStore(tmp_path)
+    store = open_store(tmp_path)
     store.switch("faces", "v2", current_default="v1")
     db = sqlite3.connect(store.path)
     db.execute("PRAGMA user_version = 99")
@@ -101,12 +101,12 @@ def test_a_newer_schema_is_refused(tmp_path):
 def test_state_dir_that_is_a_file(tmp_path):
     (tmp_path / "state").write_text("mine")
     with pytest.raises(StateError, match="is a file"):
-        StateStore(tmp_path / "state").switch("faces", "v2", current_default="v1")
+        open_store(tmp_path / "state").switch("faces", "v2", current_default="v1")
     assert (tmp_path / "state").read_text() == "mine"
 
 
 def _promote_many(state_dir, worker, count, barrier):
-    store = StateStore(state_dir)
+    store = open_store(state_dir)
     barrier.wait()
     for n in range(count):
         store.switch("faces", f"w{worker}-{n}", current_default="v1", reason=f"worker {worker}")
@@ -121,18 +121,18 @@ def test_concurrent_processes_lose_no_row_and_keep_the_chain(tmp_path):
     for p in workers:
         p.join(60)
     assert [p.exitcode for p in workers] == [0, 0, 0, 0]
-    rows = StateStore(tmp_path / "state").history("faces")
+    rows = open_store(tmp_path / "state").history("faces")
     assert len(rows) == 100 and len({r.to_version for r in rows}) == 100
     assert rows[0].from_version == "v1"
     for before, after in zip(rows, rows[1:]):
         assert after.from_version == before.to_version  # nobody read a stale live version
-    assert StateStore(tmp_path / "state").live("faces") == rows[-1].to_version
+    assert open_store(tmp_path / "state").live("faces") == rows[-1].to_version
 
 
 def test_routes_and_their_history(tmp_path):
     from mldeploy.store import KEEP, Route
 
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     assert store.routes() == {} and store.snapshot() == ({}, {})
     assert store.set_route("faces", current_default="v1", shadow="v2") == Route("v2", None, 0.0)
     assert store.set_route("faces", current_default="v1", canary="v3", weight=10) == Route("v2", "v3", 10.0)
@@ -148,7 +148,7 @@ def test_routes_and_their_history(tmp_path):
 
 
 def test_shadow_counters_add_up(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = open_store(tmp_path / "state")
     store.add_shadow_stats("faces", "v1", "v2", {"requests": 3, "compared": 2, "matched": 4, "iou_sum": 3.5})
     store.add_shadow_stats("faces", "v1", "v2", {"requests": 1, "dropped": 5})
     (row,) = store.shadow_stats("faces")
@@ -160,7 +160,7 @@ def test_shadow_counters_add_up(tmp_path):
 def test_a_schema_1_file_is_migrated_in_place(tmp_path):
     from mldeploy.store import db as state_module, releases
 
-    store = StateStore(tmp_path)
+    store = open_store(tmp_path)
     db = sqlite3.connect(store.path)
     db.executescript(releases.SCHEMA)
     db.execute("INSERT INTO history (model, from_version, to_version, action, at) VALUES ('faces', 'v1', 'v2', 'promote', 'then')")
@@ -188,7 +188,7 @@ def test_a_store_opens_from_a_location(tmp_path):
 def test_a_schema_3_file_gains_the_drift_and_coverage_columns_and_keeps_its_counters(tmp_path):
     from mldeploy.store import db as state_module, pins, releases, routes, shadow_stats
 
-    store = StateStore(tmp_path)
+    store = open_store(tmp_path)
     db = sqlite3.connect(store.path)
     db.executescript(releases.SCHEMA + routes.SCHEMA + shadow_stats.SCHEMA + pins.SCHEMA)
     db.execute("INSERT INTO shadow_stats (model, live_version, shadow_version, compared, matched, first_at, updated_at) "

@@ -1,0 +1,79 @@
+"""The state store's interface: every operation the CLI and the server use, whatever keeps the state.
+
+A backend (SQLite today, :mod:`mldeploy.store.sqlite`) implements these methods over its own
+connection, in one module with a scheme in :data:`mldeploy.store.SCHEMES`. Nothing outside ``store/``
+touches the database itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Iterator
+
+from mldeploy.store.releases import Change
+from mldeploy.store.routes import KEEP, Route
+
+
+class StateStore(ABC):
+    """Live versions and their append-only history, server routes, live-shadow counters and pinned digests."""
+
+    #: Seconds between two looks at the store in :meth:`watch` when the backend cannot announce a change.
+    poll_seconds: float = 0.25
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the state is, for messages (a file path, a URL without its password)."""
+
+    @property
+    @abstractmethod
+    def exists(self) -> bool:
+        """Something was ever recorded here."""
+
+    # Releases: what is live, and every change with its reason.
+    @abstractmethod
+    def live_versions(self) -> dict[str, str]: ...
+
+    @abstractmethod
+    def history(self, model: str | None = None, limit: int | None = None) -> list[Change]: ...
+
+    @abstractmethod
+    def switch(self, model: str, to_version: str, *, current_default: str, action: str = "promote", reason: str = "",
+               command: str = "") -> Change | None: ...
+
+    @abstractmethod
+    def rollback(self, model: str, *, current_default: str, reason: str = "", command: str = "") -> Change: ...
+
+    # Routes: a server's shadow and canary per model.
+    @abstractmethod
+    def routes(self) -> dict[str, Route]: ...
+
+    @abstractmethod
+    def snapshot(self) -> tuple[dict[str, str], dict[str, Route]]:
+        """What is live and every route, read together: what a server routes by."""
+
+    @abstractmethod
+    def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
+                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "") -> Route: ...
+
+    # The live shadow's counters (mergeable: each flush adds).
+    @abstractmethod
+    def add_shadow_stats(self, model: str, live_version: str, shadow_version: str, counts: dict[str, float]) -> None: ...
+
+    @abstractmethod
+    def shadow_stats(self, model: str) -> list[dict]: ...
+
+    # Pinned SHA-256 digests of each version's files.
+    @abstractmethod
+    def pins(self, ref: str) -> dict[str, tuple[str, str, int, str]]: ...
+
+    @abstractmethod
+    def set_pins(self, ref: str, entries: dict[str, tuple[str, str, int]]) -> None: ...
+
+    def watch(self, stop: threading.Event, interval: float | None = None) -> Iterator[None]:
+        """Yield whenever the state may have changed, until ``stop`` is set: the caller then re-reads
+        (:meth:`snapshot`). This default looks every ``interval`` seconds; a backend that can be told of a
+        change (a database's notifications) yields when told, and still on a slow poll."""
+        while not stop.wait(self.poll_seconds if interval is None else interval):
+            yield
