@@ -38,6 +38,76 @@ from mldeploy.store import StateStore, open_store
 STATE_DIR_NAME = ".mldeploy"
 
 
+@dataclass(frozen=True)
+class CaptureSettings:
+    """``[capture]``: where ``serve`` keeps requests, what share, the byte budget, and the shadow's mode."""
+
+    dir: Path | None = None  # relative to mldeploy.toml
+    rate: float | None = None
+    max_mb: float | None = None
+    shadow_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``mldeploy.toml``, read and checked once: what every command and the server take from it.
+
+    Flags are applied on top where each is used (:func:`mldeploy.rollout.gates.resolve_rules` for
+    ``[gates]``, :meth:`mldeploy.server.config.ServerConfig.from_settings` for ``[capture]``); the values
+    of ``[gates]`` are checked there, against the gate table, with the flags.
+    """
+
+    path: Path | None = None
+    models: dict[str, Any] = field(default_factory=dict)  # [models]: checked against the backends when the registry is built
+    gates: dict[str, Any] = field(default_factory=dict)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    label_map: dict[str, str] = field(default_factory=dict)  # [labels.map]: label class -> the model's ("-" leaves it out)
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Settings":
+        """The settings of ``path`` (None: the defaults).
+
+        Raises:
+            ConfigError: the file is missing, is not TOML, or a table is malformed (naming the file,
+                table and key).
+        """
+        if path is None:
+            return cls()
+        config = load_config(path)
+        return cls(path, config.get("models", {}), _gates(config.get("gates", {}), path), _capture(config.get("capture", {}), path),
+                   _label_map(config.get("labels", {}), path))
+
+
+def _gates(table: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [gates] must be a table")
+    return dict(table)
+
+
+def _capture(table: Any, path: Path) -> CaptureSettings:
+    where = f"{path}: [capture]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    kinds = {"dir": str, "rate": (int, float), "max_mb": (int, float), "shadow_mode": str}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(kinds)})")
+        if isinstance(value, bool) or not isinstance(value, kinds[key]):
+            raise ConfigError(f"{where} {key} must be {'text' if kinds[key] is str else 'a number'}, not {value!r}")
+    folder = Path(path).resolve().parent / table["dir"] if "dir" in table else None
+    return CaptureSettings(folder, table.get("rate"), table.get("max_mb"), table.get("shadow_mode"))
+
+
+def _label_map(table: Any, path: Path) -> dict[str, str]:
+    where = f"{path}: [labels]"
+    if not isinstance(table, dict) or set(table) - {"map"}:
+        raise ConfigError(f"{where} takes one table, map (e.g. [labels.map] person = \"face\")")
+    mapping = table.get("map", {})
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ConfigError(f"{where}.map must map label names to the model's class names (text)")
+    return dict(mapping)
+
+
 @dataclass
 class Project:
     """Settings of one working directory: explicit values, then environment, then defaults."""
@@ -45,7 +115,7 @@ class Project:
     state_dir: Path | None = None
     config_path: Path | None = None
     cwd: Path = field(default_factory=Path.cwd)
-    _config: dict[str, Any] | None = field(default=None, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,10 +130,11 @@ class Project:
                 self.config_path = self.cwd / CONFIG_NAME
 
     @property
-    def config(self) -> dict[str, Any]:
-        if self._config is None:
-            self._config = load_config(self.config_path) if self.config_path is not None else {}
-        return self._config
+    def settings(self) -> Settings:
+        """``mldeploy.toml``, read and checked on first use, once."""
+        if self._settings is None:
+            self._settings = Settings.load(self.config_path)
+        return self._settings
 
     def store(self) -> StateStore:
         """The state store (live versions, history, routes, pins) at ``state_dir``: one per project."""
@@ -75,7 +146,7 @@ class Project:
         """Built-in and project versions; a bare name means its live version when the state says one."""
         specs = builtin_specs()
         defaults = dict(BUILTIN_DEFAULT_VERSIONS)
-        for spec in project_specs(self.config, self.config_path, Registry(specs, defaults)):
+        for spec in project_specs(self.settings.models, self.config_path, Registry(specs, defaults)):
             specs.append(spec)
             defaults.setdefault(spec.name, spec.version)
         registry = Registry(specs, defaults)
@@ -116,38 +187,3 @@ class Project:
         if entries:
             self.store().set_pins(spec.ref, entries)
         return entries
-
-    def capture_settings(self) -> dict[str, Any]:
-        """``[capture]``: ``dir`` (relative to the file), ``rate``, ``max_mb`` and ``shadow_mode``, checked."""
-        table = self.config.get("capture", {})
-        where = f"{self.config_path}: [capture]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where} must be a table")
-        kinds = {"dir": str, "rate": (int, float), "max_mb": (int, float), "shadow_mode": str}
-        for key, value in table.items():
-            if key not in kinds:
-                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(kinds)})")
-            if isinstance(value, bool) or not isinstance(value, kinds[key]):
-                raise ConfigError(f"{where} {key} must be {'text' if kinds[key] is str else 'a number'}, not {value!r}")
-        out = dict(table)
-        if "dir" in out and self.config_path is not None:
-            out["dir"] = Path(self.config_path).resolve().parent / out["dir"]
-        return out
-
-    def label_map(self) -> dict[str, str]:
-        """``[labels.map]``: class names of ground-truth labels -> the model's (``"-"`` leaves a class out)."""
-        table = self.config.get("labels", {})
-        where = f"{self.config_path}: [labels]"
-        if not isinstance(table, dict) or set(table) - {"map"}:
-            raise ConfigError(f"{where} takes one table, map (e.g. [labels.map] person = \"face\")")
-        mapping = table.get("map", {})
-        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-            raise ConfigError(f"{where}.map must map label names to the model's class names (text)")
-        return dict(mapping)
-
-    def gate_defaults(self) -> dict[str, float]:
-        gates = self.config.get("gates", {})
-        if not isinstance(gates, dict):
-            raise ConfigError(f"{self.config_path}: [gates] must be a table")
-        return dict(gates)
-

@@ -64,7 +64,7 @@ def test_bad_project_files_say_where(tmp_path, text, message):
         from mldeploy.rollout.gates import resolve_bounds
 
         with pytest.raises(ConfigError, match="unknown gate 'max_latency'"):
-            resolve_bounds({}, project.gate_defaults())
+            resolve_bounds({}, project.settings.gates)
         return
     with pytest.raises(ConfigError, match=message) as info:
         project.registry()

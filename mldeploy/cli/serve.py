@@ -55,18 +55,12 @@ def serve(
     from mldeploy.server.config import ServerConfig, parse_assignments
 
     project = Project(state_dir=state_dir, config_path=config)
-    settings = project.capture_settings()  # [capture] in mldeploy.toml; flags win
-    capture_dir = capture if capture is not None else settings.get("dir")
-    cfg = ServerConfig(
-        models=list(model), host=host, port=port, state_dir=state_dir, config_path=config,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), shadow=parse_assignments(shadow, "--shadow"),
-        canary=parse_assignments(canary, "--canary", with_weight=True),
-        canary_min_requests=canary_min_requests, canary_max_error_rate=canary_max_error_rate, canary_max_p95_ms=canary_max_p95_ms,
-        capture_dir=Path(capture_dir) if capture_dir is not None else None,
-        capture_rate=capture_rate if capture_rate is not None else settings.get("rate", 1.0),
-        capture_max_bytes=int((capture_max_mb if capture_max_mb is not None else settings.get("max_mb", 1024)) * 1024 * 1024),
-        shadow_mode=shadow_mode or settings.get("shadow_mode", "idle"), max_pixels=int(max_megapixels * 1_000_000),
-        request_timeout=request_timeout, header_timeout=header_timeout, body_timeout=body_timeout,
+    cfg = ServerConfig.from_settings(
+        project.settings, capture_dir=capture, capture_rate=capture_rate, capture_max_mb=capture_max_mb, shadow_mode=shadow_mode,
+        models=list(model), host=host, port=port, state_dir=state_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        shadow=parse_assignments(shadow, "--shadow"), canary=parse_assignments(canary, "--canary", with_weight=True),
+        canary_min_requests=canary_min_requests, canary_gates={"max_error_rate": canary_max_error_rate, "max_p95_ms": canary_max_p95_ms},
+        max_pixels=int(max_megapixels * 1_000_000), request_timeout=request_timeout, header_timeout=header_timeout, body_timeout=body_timeout,
     )
     # Fail before binding the port on what can be checked without loading models.
     registry = project.registry()

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mldeploy.errors import ConfigError, MldeployError
 from mldeploy.fileio import read_small_text
@@ -51,9 +51,8 @@ def load_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def project_specs(config: Mapping[str, Any], path: Path | None, builtins: Registry) -> list[ModelSpec]:
-    """The versions ``[models.NAME.VERSION]`` tables declare, checked and with absolute paths."""
-    models = config.get("models", {})
+def project_specs(models: Any, path: Path | None, builtins: Registry) -> list[ModelSpec]:
+    """The versions the ``[models.NAME.VERSION]`` tables declare, checked and with absolute paths."""
     where = str(path) if path else CONFIG_NAME
     if not isinstance(models, dict):
         raise ConfigError(f"{where}: [models] must be a table of models")

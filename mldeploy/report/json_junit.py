@@ -38,7 +38,7 @@ def junit_xml(report: Report) -> bytes:
     if not report.complete:  # a long replay: the cases are its errors and most disagreeing images
         listed = images_listed(report)
         ET.SubElement(properties, "property", name="images_listed", value=f"{listed['listed']} of {listed['of']}: {listed['which']}")
-    gates = gates_suite(root, report.gates, f"mldeploy.{report.kind}.gates", report.on_inconclusive)
+    gates_suite(root, report.gates, f"mldeploy.{report.kind}.gates", report.on_inconclusive)
     if report.truths is not None:
         label_problems_case(root, report.truths.problems, f"mldeploy.{report.kind}.labels")
     images = ET.SubElement(root, "testsuite", name="images")

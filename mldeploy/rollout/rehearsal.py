@@ -133,7 +133,7 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
     c, inputs, reports, labels = spec.comparison, spec.inputs, spec.reports, spec.labels.path
     registry = project.registry()
     new_spec = resolve_version(registry, c.new, c.model)
-    rules = resolve_rules(spec.gates.bounds, project.gate_defaults(), spec.gates.policy, spec.gates.on_inconclusive, truth=labels is not None)
+    rules = resolve_rules(spec.gates.bounds, project.settings.gates, spec.gates.policy, spec.gates.on_inconclusive, truth=labels is not None)
     capture = Path(inputs.capture) if inputs.capture is not None else None
     if capture is not None:
         if inputs.paths:
@@ -157,7 +157,7 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
     truths = None
     if labels is not None:
         scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
-        truths = read_truths(labels, images, scored, label_map=spec.labels.label_map, project_map=project.label_map(), names=spec.labels.names)
+        truths = read_truths(labels, images, scored, label_map=spec.labels.label_map, project_map=project.settings.label_map, names=spec.labels.names)
     try:  # before the run: a verdict must never be lost to a report that cannot be written
         check_destinations(reports.files, reports.folders, (item.path for item in images if item.uri is None))
     except OutputError as exc:

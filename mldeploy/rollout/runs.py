@@ -107,7 +107,7 @@ def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], Non
     engine = spec.engine.make(project)
     if not images:
         raise UsageError("no images to evaluate: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
-    truths = read_truths(spec.labels.path, images, model.classes, label_map=spec.labels.label_map, project_map=project.label_map(),
+    truths = read_truths(spec.labels.path, images, model.classes, label_map=spec.labels.label_map, project_map=project.settings.label_map,
                          names=spec.labels.names)
     side = Version(model, project.load)
     with loading(model):

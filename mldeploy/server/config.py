@@ -8,6 +8,11 @@ from pathlib import Path
 
 from mldeploy.errors import UsageError
 from mldeploy.models.registry import DEFAULT_MODEL
+from mldeploy.project import Settings
+from mldeploy.rollout.gates import resolve_rules
+
+#: The gates a live canary guard can judge: what a LiveWindow of its requests measures.
+LIVE_GATES = ("max_error_rate", "max_p95_ms")
 
 
 #: When the live shadow runs: ``idle`` only while no prediction request is open (its process paused
@@ -38,8 +43,8 @@ class ServerConfig:
     body_timeout: float = 30.0  # seconds a client may take to send its whole request body
     poll_seconds: float = 0.25
     canary_min_requests: int = 20
-    canary_max_error_rate: float | None = None
-    canary_max_p95_ms: float | None = None
+    canary_gates: dict[str, float | None] = field(default_factory=dict)  # the live canary guard's bounds, by GATES name
+    settings: Settings | None = None  # mldeploy.toml as read by whoever made this config (None: the server reads config_path)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -57,6 +62,25 @@ class ServerConfig:
             raise UsageError(f"--capture-rate {self.capture_rate:g}: must be a share from 0 to 1 (0.1 captures one request in ten)")
         if self.shadow_mode not in SHADOW_MODES:
             raise UsageError(f"--shadow-mode {self.shadow_mode!r}: choose {' or '.join(SHADOW_MODES)}")
+        unknown = set(self.canary_gates) - set(LIVE_GATES)
+        if unknown:
+            raise UsageError(f"the live canary guard judges {', '.join(LIVE_GATES)}, not {', '.join(sorted(unknown))}")
+        self.canary_bounds  # noqa: B018 - checked now (a share from 0 to 1, not negative), as shadow's gates are
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, capture_dir: Path | None = None, capture_rate: float | None = None,
+                      capture_max_mb: float | None = None, shadow_mode: str | None = None, **options) -> "ServerConfig":
+        """A config from ``mldeploy.toml``'s settings with the flags given on top (None: not given, the
+        file's value, else the default)."""
+        c = settings.capture
+        given = {
+            "capture_dir": capture_dir if capture_dir is not None else c.dir,
+            "capture_rate": capture_rate if capture_rate is not None else c.rate,
+            "capture_max_bytes": None if (capture_max_mb if capture_max_mb is not None else c.max_mb) is None
+            else int((capture_max_mb if capture_max_mb is not None else c.max_mb) * 1024 * 1024),
+            "shadow_mode": shadow_mode or c.shadow_mode,
+        }
+        return cls(settings=settings, config_path=settings.path, **{k: v for k, v in given.items() if v is not None}, **options)
 
     @property
     def default_model(self) -> str:
@@ -64,9 +88,9 @@ class ServerConfig:
 
     @property
     def canary_bounds(self) -> dict[str, float]:
-        """The live gates the canary guard applies (names of :data:`mldeploy.rollout.gates.GATES`)."""
-        bounds = {"max_error_rate": self.canary_max_error_rate, "max_p95_ms": self.canary_max_p95_ms}
-        return {name: bound for name, bound in bounds.items() if bound is not None}
+        """The live gates the canary guard applies, resolved by the same rules as a rehearsal's (no policy:
+        only the bounds given)."""
+        return resolve_rules(self.canary_gates, policy="none").bounds
 
 
 def parse_assignments(values: list[str], flag: str, with_weight: bool = False) -> dict:

@@ -50,7 +50,7 @@ class Deployments:
     def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self.project = Project(state_dir=config.state_dir, config_path=config.config_path)
+        self.project = Project(state_dir=config.state_dir, config_path=config.config_path, _settings=config.settings)
         self.routing = RoutingTable(self.project, config.models, on_change=self._publish)
         self.capturer: Capturer | None = None  # opened by start()
         self.mirror: ShadowMirror | None = None

@@ -78,3 +78,25 @@ def test_the_openapi_schema_is_true(client):
     assert predict["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")  # not HTTPValidationError
     assert "HTTPValidationError" not in str(schema["paths"]["/count-faces/"])
     assert set(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+
+
+def test_the_live_canary_guard_takes_gates_checked_by_the_gate_table():
+    from mldeploy.errors import UsageError
+
+    assert ServerConfig(canary_gates={"max_error_rate": 0.2, "max_p95_ms": None}).canary_bounds == {"max_error_rate": 0.2}
+    with pytest.raises(UsageError, match="must be a share from 0 to 1"):
+        ServerConfig(canary_gates={"max_error_rate": 2})
+    with pytest.raises(UsageError, match="judges max_error_rate, max_p95_ms, not min_recall"):
+        ServerConfig(canary_gates={"min_recall": 0.9})
+
+
+def test_capture_settings_from_the_project_file_yield_to_flags(tmp_path):
+    from mldeploy.project import Settings
+
+    toml = tmp_path / "mldeploy.toml"
+    toml.write_text('[capture]\ndir = "cap"\nrate = 0.5\nmax_mb = 8\n')
+    settings = Settings.load(toml)
+    from_file = ServerConfig.from_settings(settings)
+    assert (from_file.capture_dir, from_file.capture_rate, from_file.capture_max_bytes) == (tmp_path.resolve() / "cap", 0.5, 8 * 1024 * 1024)
+    flagged = ServerConfig.from_settings(settings, capture_rate=0.1, capture_max_mb=2)
+    assert (flagged.capture_rate, flagged.capture_max_bytes, flagged.config_path) == (0.1, 2 * 1024 * 1024, toml)

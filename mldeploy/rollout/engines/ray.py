@@ -21,10 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from mldeploy import errors as error_types
 from mldeploy.errors import InputNotFoundError, MldeployError, UsageError
