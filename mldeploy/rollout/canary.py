@@ -20,13 +20,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mldeploy.compare import DRIFT_IOU
 from mldeploy.errors import UsageError
 from mldeploy.pipeline import ImageInput, ImageSubset
 from mldeploy.rollout.gates import FAIL, INCONCLUSIVE, GateResult, Verdict, evaluate, verdict
 from mldeploy.rollout.pairs import Pair
 from mldeploy.rollout.shadow import ShadowMetric, ShadowRecord, ShadowSummary
-from mldeploy.rollout.sides import as_side
 
 DEFAULT_STEPS = (5, 25, 50, 100)
 
@@ -115,43 +113,36 @@ class CanaryRun:
         return f"canary of {self.new} {what} at {step.share:g}% ({step.canary_requests} requests): {gates}"
 
 
-def run_canary(
-    inputs: Sequence[ImageInput],
-    old,
-    new,
-    steps: Sequence[float],
-    bounds: Mapping[str, float],
-    *,
-    iou_threshold: float = 0.5,
-    drift_iou: float = DRIFT_IOU,
-    labels: Sequence[str] | None = None,
-    salt: str = "",
-    workers: int = 1,
-    on_inconclusive: str = "fail",
-    on_step=None,
-    on_record=None,
-    truths=None,
-    engine=None,
-) -> CanaryRun:
-    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step,
-    ``on_record(record)`` after each image the canary saw. ``old`` and ``new`` are sides (or loaded
-    Detectors); each step's new slice of buckets is replayed by ``engine`` (default: the local one).
+@dataclass(frozen=True)
+class Ramp:
+    """How a canary ramps and is judged: the steps (percentages), the gate bounds, the router's salt, and
+    what an inconclusive gate means at the last step."""
 
-    The outcome is the verdict of the last step that ran, with ``on_inconclusive`` deciding what an
+    steps: Sequence[float]
+    bounds: Mapping[str, float]
+    salt: str = ""
+    on_inconclusive: str = "fail"
+
+
+def run_canary(inputs: Sequence[ImageInput], pair: Pair, ramp: Ramp, *, engine=None, truths=None, on_step=None, on_record=None) -> CanaryRun:
+    """Walk the steps, stopping at the first whose gates fail. ``on_step(step)`` after each step,
+    ``on_record(record)`` after each image the canary saw. Each step's new slice of buckets is replayed
+    by ``engine`` (default: the local one).
+
+    The outcome is the verdict of the last step that ran, with ``ramp.on_inconclusive`` deciding what an
     inconclusive gate means there (earlier steps only ever stop on a failure).
     """
     from mldeploy.rollout.engines.local import LocalEngine
 
     started = time.perf_counter()
-    engine = engine if engine is not None else LocalEngine(workers)
-    pair = Pair(as_side(old), as_side(new), iou_threshold, drift_iou, labels)
+    engine = engine if engine is not None else LocalEngine()
     # Buckets and the order they put the images in, as two arrays (16 bytes an image, not a tuple each).
-    buckets = np.fromiter((bucket(routing_key(item), salt) for item in inputs), dtype=np.float64, count=len(inputs))
+    buckets = np.fromiter((bucket(routing_key(item), ramp.salt) for item in inputs), dtype=np.float64, count=len(inputs))
     order = np.argsort(buckets, kind="stable")
     buckets = buckets[order]
     routed = ImageSubset(inputs, order)
-    results = [StepResult(share, len(routed)) for share in steps]
-    metric = ShadowMetric(pair.old.spec.ref, pair.new.spec.ref, iou_threshold, drift_iou, recorded=pair.recorded, truths=truths)
+    results = [StepResult(share, len(routed)) for share in ramp.steps]
+    metric = ShadowMetric(pair.old.spec.ref, pair.new.spec.ref, pair.iou_threshold, pair.drift_iou, recorded=pair.recorded, truths=truths)
     position = 0
     outcome = None
     for step in results:
@@ -166,8 +157,8 @@ def run_canary(
             step.verdict = "no traffic"
         else:
             step.summary = metric.compute()
-            step.gates = evaluate(step.summary, bounds)
-            outcome = verdict(step.gates, on_inconclusive)
+            step.gates = evaluate(step.summary, ramp.bounds)
+            outcome = verdict(step.gates, ramp.on_inconclusive)
             step.verdict = verdict(step.gates, "fail").status  # a step shows what it knows; only a failure stops
         if on_step is not None:
             on_step(step)

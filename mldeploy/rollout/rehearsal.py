@@ -20,12 +20,13 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.models.registry import parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
 from mldeploy.project import Project
-from mldeploy.rollout.canary import StepResult, parse_steps, run_canary
+from mldeploy.rollout.canary import Ramp, StepResult, parse_steps, run_canary
 from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
 from mldeploy.rollout.sides import Side, Version
-from mldeploy.rollout.spec import RehearsalSpec
+from mldeploy.rollout.pairs import Pair
+from mldeploy.rollout.spec import CanarySteps, RehearsalSpec
 from mldeploy.store import Change
 from mldeploy.truth.run import Truths, read_truths
 
@@ -172,9 +173,7 @@ def run(r: Rehearsal, spec: RehearsalSpec, *, on_record: Callable[[ShadowRecord]
     engine = spec.engine.make(r.project)
     if spec.canary is None:
         return shadow(r, engine, iou=spec.comparison.iou, on_record=on_record)
-    steps = spec.canary
-    return canary(r, engine, steps=steps.steps, salt=steps.salt, dry_run=steps.dry_run, iou=spec.comparison.iou, command=steps.command,
-                  on_step=on_step, on_record=on_record)
+    return canary(r, engine, spec.canary, iou=spec.comparison.iou, on_step=on_step, on_record=on_record)
 
 
 def shadow(r: Rehearsal, engine, *, iou: float = 0.5, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
@@ -182,22 +181,24 @@ def shadow(r: Rehearsal, engine, *, iou: float = 0.5, on_record: Callable[[Shado
     old, new = r.old, r.new
     engine.prepare(old, new)
     with engine.session():
-        run = run_shadow(r.images, old, new, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, on_record=on_record, truths=r.truths,
-                         engine=engine)
+        run = run_shadow(r.images, old, new, engine=engine, truths=r.truths, on_record=on_record, iou_threshold=iou, drift_iou=r.drift_iou,
+                         labels=r.labels)
     settings = r.settings(iou, **engine.settings)
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), settings, r.rules.on_inconclusive, unmatched=r.unmatched,
                   wall_seconds=run.wall_seconds, truths=r.truths)
 
 
-def canary(r: Rehearsal, engine, *, steps: str, salt: str = "", dry_run: bool = False, iou: float = 0.5, command: str = "",
-           on_step: Callable[[StepResult], None] | None = None, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
-    """Walk the steps on ``engine``; the first failing one stops the rollout. Then promote the new
-    version, or keep (or restore) the old one with a history row naming the failed gates, unless ``dry_run``.
+def canary(r: Rehearsal, engine, plan: CanarySteps, *, iou: float = 0.5, on_step: Callable[[StepResult], None] | None = None,
+           on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+    """Walk the steps of ``plan`` on ``engine``; the first failing one stops the rollout. Then promote the
+    new version, or keep (or restore) the old one with a history row naming the failed gates, unless
+    ``plan.dry_run``.
 
     Raises:
-        UsageError: bad steps, the same version twice, two different models without ``dry_run``, or no
+        UsageError: bad steps, the same version twice, two different models without a dry run, or no
             step that sent any image to the canary.
     """
+    steps, salt, dry_run, command = plan.steps, plan.salt, plan.dry_run, plan.command
     shares = parse_steps(steps)
     if r.old_spec.name != r.new_spec.name and not dry_run:
         raise UsageError(f"{r.old_spec.ref} and {r.new_spec.ref} are different models: only a --dry-run can compare them")
@@ -208,8 +209,8 @@ def canary(r: Rehearsal, engine, *, steps: str, salt: str = "", dry_run: bool = 
     old, new = r.old, r.new
     engine.prepare(old, new)
     with engine.session():  # one connection for every step
-        run = run_canary(r.images, old, new, shares, r.bounds, iou_threshold=iou, drift_iou=r.drift_iou, labels=r.labels, salt=salt,
-                         truths=r.truths, on_inconclusive=r.rules.on_inconclusive, on_step=on_step, on_record=on_record, engine=engine)
+        run = run_canary(r.images, Pair(old, new, iou, r.drift_iou, r.labels), Ramp(shares, r.bounds, salt, r.rules.on_inconclusive),
+                         engine=engine, truths=r.truths, on_step=on_step, on_record=on_record)
     last = run.last_step
     if last is None:
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")

@@ -285,30 +285,18 @@ class ShadowRun:
     compare_seconds: float
 
 
-def run_shadow(
-    inputs: Sequence[ImageInput],
-    old: "Side | Detector",
-    new: "Side | Detector",
-    *,
-    iou_threshold: float = 0.5,
-    drift_iou: float = DRIFT_IOU,
-    labels: Sequence[str] | None = None,
-    workers: int = 1,
-    warm_up: bool = True,
-    alternate: bool = True,
-    on_record=None,
-    truths: Truths | None = None,
-    engine=None,
-) -> ShadowRun:
+def run_shadow(inputs: Sequence[ImageInput], old: "Side | Detector", new: "Side | Detector", *, engine=None, workers: int = 1,
+               truths: Truths | None = None, on_record=None, **pair_options) -> ShadowRun:
     """Replay ``inputs`` through both sides on ``engine`` (default: the local one, with ``workers``
-    inference threads) and summarise; ``on_record(record)`` is called as each image finishes."""
+    inference threads) and summarise; ``on_record(record)`` is called as each image finishes.
+    ``pair_options`` are :class:`~mldeploy.rollout.pairs.Pair`'s: iou_threshold, drift_iou, labels, warm_up, alternate."""
     from mldeploy.rollout.engines.local import LocalEngine
     from mldeploy.rollout.pairs import Pair
     from mldeploy.rollout.sides import as_side
 
-    pair = Pair(as_side(old), as_side(new), iou_threshold, drift_iou, labels, warm_up=warm_up, alternate=alternate)
+    pair = Pair(as_side(old), as_side(new), **pair_options)
     engine = engine if engine is not None else LocalEngine(workers)
-    metric = ShadowMetric(pair.old.spec.ref, pair.new.spec.ref, iou_threshold, drift_iou, recorded=pair.recorded, truths=truths)
+    metric = ShadowMetric(pair.old.spec.ref, pair.new.spec.ref, pair.iou_threshold, pair.drift_iou, recorded=pair.recorded, truths=truths)
     started = time.perf_counter()
     for record in engine.replay(pair, inputs):
         metric.update(record)

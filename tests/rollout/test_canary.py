@@ -4,8 +4,10 @@ from mldeploy.errors import UsageError
 from mldeploy.models import load_detector
 from mldeploy.pipeline import collect_inputs
 from mldeploy.project import Project
-from mldeploy.rollout.canary import bucket, parse_steps, routing_key, run_canary
+from mldeploy.rollout.canary import Ramp, bucket, parse_steps, routing_key, run_canary
 from mldeploy.rollout.gates import resolve_bounds
+from mldeploy.rollout.pairs import Pair
+from mldeploy.rollout.sides import as_side
 from tests.helpers.fixed import FixedLatency
 
 
@@ -38,7 +40,7 @@ def canary(refs, steps, policy="none", latency=None, **bounds):
     if latency is not None:
         old, new = FixedLatency(old, latency), FixedLatency(new, latency)
     images, _ = collect_inputs(["shapes"])
-    return run_canary(images, old, new, steps, resolve_bounds(bounds, policy=policy))
+    return run_canary(images, Pair(as_side(old), as_side(new)), Ramp(steps, resolve_bounds(bounds, policy=policy)))
 
 
 def test_a_good_version_passes_every_step(project_dir):
@@ -84,7 +86,8 @@ def test_latency_gates_judge_paired_ratios_without_a_wall_clock(project_dir):
     registry = Project().registry()
     old, new = (load_detector(registry.resolve("shapes@v1")) for _ in range(2))
     images, _ = collect_inputs(["shapes"])
-    slow = run_canary(images, FixedLatency(old, 0.010), FixedLatency(new, 0.020), (100,), resolve_bounds({"max_latency_ratio": 1.25, "max_disagreement": 0}, policy="none"))
+    bounds = resolve_bounds({"max_latency_ratio": 1.25, "max_disagreement": 0}, policy="none")
+    slow = run_canary(images, Pair(FixedLatency(old, 0.010), FixedLatency(new, 0.020)), Ramp((100,), bounds))
     assert slow.outcome.status == "fail" and slow.last_step.summary.latency_ratio == pytest.approx(2.0)
-    few = run_canary(images[:3], FixedLatency(old, 0.010), FixedLatency(new, 0.020), (100,), resolve_bounds({"max_latency_ratio": 1.25, "max_disagreement": 0}, policy="none"))
+    few = run_canary(images[:3], Pair(FixedLatency(old, 0.010), FixedLatency(new, 0.020)), Ramp((100,), bounds))
     assert few.outcome.status == "inconclusive"
