@@ -128,7 +128,7 @@ def _named(path) -> ImageInput:
 
 
 def _side_row(result: DetectionResult) -> tuple[Any, float, str | None]:
-    from mldeploy.capture.store import answer_to_json
+    from mldeploy.capture.records import answer_to_json
 
     if result.ok:
         return answer_to_json(result.detections), result.seconds, None
@@ -227,7 +227,7 @@ class RayEngine:
                writer=None, reduced_decode: bool = False) -> Iterator[DetectionResult]:
         """``side`` on every image, on the cluster: one result per image, in input order (each is yielded as
         soon as those before it are in). Annotated copies are written by the local engine only."""
-        from mldeploy.capture.store import answer_from_json
+        from mldeploy.capture.records import answer_from_json
 
         if writer is not None:
             raise UsageError("--save writes annotated copies from this machine: use --engine local")
@@ -253,7 +253,7 @@ class RayEngine:
         """``pair`` on ``items`` on the cluster: one :class:`ShadowRecord` per image as Ray returns it (not
         in input order), numbered from ``offset`` (a canary step's slice continues the numbering of the
         steps before). Only the sides that run are sent to the actors; the driver completes the rest."""
-        from mldeploy.capture.store import answer_from_json
+        from mldeploy.capture.records import answer_from_json
 
         if not items:
             return

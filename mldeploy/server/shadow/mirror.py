@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Mapping
 from mldeploy.capture import COMPARED, ERROR, CaptureRecord
 from mldeploy.capture.store import MAX_ATTEMPTS
 from mldeploy.compare import AgreementCounts, match
-from mldeploy.errors import MldeployError
+from mldeploy.errors import CaptureError, MldeployError
 from mldeploy.models.base import ModelSpec
 from mldeploy.server.capture import Capturer
 from mldeploy.server.metrics import Metrics
@@ -182,9 +182,9 @@ class ShadowMirror:
         store = self.capturer.store
         try:
             data = store.read_blob(record)
-        except OSError as exc:  # pruned or deleted meanwhile
+        except (OSError, CaptureError) as exc:  # pruned or deleted meanwhile, or replaced: never compared as if captured
             with self.capturer.books:
-                if store.settle(record.id, ERROR, f"captured image unreadable: {exc.strerror or exc}"):
+                if store.settle(record.id, ERROR, f"captured image unreadable: {getattr(exc, 'strerror', None) or exc}"):
                     self._count(key, Tally(requests=1, errors=1))
             return
         self.busy = True
