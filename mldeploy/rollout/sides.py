@@ -86,3 +86,13 @@ class Version:
 def as_side(version: "Side | Detector") -> Side:
     """A loaded Detector as the side that runs it; a side as it is (library callers pass either)."""
     return Version(version.spec, detector=version) if isinstance(version, Detector) else version
+
+
+def answer_full_size(side: Side, image, full: tuple[int, int], item: ImageInput, labels: Sequence[str] | None = None,
+                     conf: float | None = None) -> DetectionResult:
+    """``side``'s answer on an image decoded at a reduced size, with its boxes in the full image's pixels
+    (``full``: the image's size as stored). Every engine's detect goes through here, so they agree."""
+    result = side.answer(image, item, labels, conf)
+    if result.ok and result.detections.image_size != full:
+        result.detections = result.detections.resized(full)
+    return result

@@ -52,6 +52,18 @@ def test_ray_and_local_give_identical_summaries_with_bad_files(project_dir, with
         assert message in ray.stderr, ray.stderr
 
 
+def test_detect_runs_on_ray_through_the_same_engine_seam(project_dir, with_bad_files):
+    """``detect --engine ray``: the same results, in input order, and the same errors as the local engine."""
+    args = ("detect", "photos", "shapes", "--model", "faces-haar@default", "--format", "json")  # answers that do not depend on threads
+    local, ray = mldeploy(project_dir, *args), mldeploy(project_dir, *args, "--engine", "ray", "--actor-cpus", "0.25")
+    assert local.returncode == ray.returncode == 1, ray.stderr  # the bad files fail, each named
+    strip = lambda doc: [{k: v for k, v in r.items() if k != "inference_ms"} for r in doc["results"]]  # noqa: E731
+    assert strip(json.loads(ray.stdout)) == strip(json.loads(local.stdout))
+    assert "notes.jpg: not an image mldeploy reads" in ray.stderr
+    saving = mldeploy(project_dir, "detect", "shapes", "--engine", "ray", "--save", "out")
+    assert saving.returncode == 2 and "--save writes annotated copies from this machine" in saving.stderr
+
+
 def test_a_pool_that_starves_reading_is_refused(project_dir):
     result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray", "--actors", "2", "--actor-cpus", "64")
     assert result.returncode == 2

@@ -18,7 +18,7 @@ from mldeploy.errors import MldeployError
 from mldeploy.pipeline import AnnotatedImageWriter, DetectionResult, ImageInput, read_input_at_least
 from mldeploy.rollout.pairs import Pair
 from mldeploy.rollout.shadow import ShadowRecord
-from mldeploy.rollout.sides import Side
+from mldeploy.rollout.sides import Side, answer_full_size
 
 #: Images decoded ahead of the one being answered.
 PREFETCH = 4
@@ -85,9 +85,7 @@ class LocalEngine:
                 except MldeployError as exc:
                     result = DetectionResult(item.display, side.spec.ref, error=exc)
                 else:
-                    result = side.answer(image, item, labels, conf)
-                    if result.ok and result.detections.image_size != full:  # decoded at a reduced size: boxes in the full image's pixels
-                        result.detections = result.detections.resized(full)
+                    result = answer_full_size(side, image, full, item, labels, conf)
                     if result.ok and writer is not None:
                         saving = pool.submit(writer.save, item, image, result.detections)
                 finished.append((result, saving))

@@ -31,7 +31,7 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.pipeline import DetectionResult, ImageInput
 from mldeploy.rollout.pairs import SIDES, Pair
 from mldeploy.rollout.shadow import ShadowRecord
-from mldeploy.rollout.sides import Side, Version
+from mldeploy.rollout.sides import Side, Version, answer_full_size
 
 EXTRA = "pip install 'mldeploy[ray]'"
 
@@ -172,22 +172,23 @@ class DetectActor:
     """One version, loaded once per actor; ``__call__`` runs it on a batch of images (``detect``, ``eval``)."""
 
     def __init__(self, state_dir: str | None, config_path: str | None, ref: str, cwd: str, conf: float | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, reduced_decode: bool = True) -> None:
         project = _open_project(state_dir, config_path, cwd)
         self.side = Version(project.registry().resolve(ref), project.load)
         self.conf, self.labels = conf, list(labels) if labels else None
+        self.min_side = self.side.min_input_side if reduced_decode else None  # decoded as the local engine decodes
 
     def __call__(self, batch: dict) -> dict:
-        from mldeploy.images import decode_image
+        from mldeploy.images import decode_image_at_least
 
         out: dict[str, list] = {"path": [], "answer": [], "seconds": [], "error": []}
         for path, data in zip(batch["path"], batch["bytes"]):
             try:
-                image = decode_image(bytes(data))
+                image, full = decode_image_at_least(bytes(data), self.min_side)
             except MldeployError as exc:
                 answer, seconds, error = None, 0.0, f"{type(exc).__name__}:{exc}"
             else:
-                answer, seconds, error = _side_row(self.side.answer(image, _named(path), self.labels, self.conf))
+                answer, seconds, error = _side_row(answer_full_size(self.side, image, full, _named(path), self.labels, self.conf))
             for key, value in (("path", str(path)), ("answer", answer), ("seconds", seconds), ("error", error)):
                 out[key].append(value)
         return out
@@ -224,7 +225,7 @@ class RayEngine:
                                             fn_constructor_kwargs={**_project_args(self.project), **kwargs})
 
     def detect(self, side: Side, items: Sequence[ImageInput], *, conf: float | None = None, labels: Sequence[str] | None = None,
-               writer=None, reduced_decode: bool = False) -> Iterator[DetectionResult]:
+               writer=None, reduced_decode: bool = True) -> Iterator[DetectionResult]:
         """``side`` on every image, on the cluster: one result per image, in input order (each is yielded as
         soon as those before it are in). Annotated copies are written by the local engine only."""
         from mldeploy.capture.records import answer_from_json
@@ -232,7 +233,8 @@ class RayEngine:
         if writer is not None:
             raise UsageError("--save writes annotated copies from this machine: use --engine local")
         ray = connect(self.options)
-        by_path, found = self._pool(ray, items, DetectActor, ref=side.spec.ref, conf=conf, labels=list(labels) if labels else None)
+        by_path, found = self._pool(ray, items, DetectActor, ref=side.spec.ref, conf=conf, labels=list(labels) if labels else None,
+                                    reduced_decode=reduced_decode)
         seen = bytearray(len(items))
         waiting: dict[int, DetectionResult] = {}
         next_index = 0
