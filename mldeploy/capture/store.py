@@ -31,6 +31,7 @@ from mldeploy.capture.index import COMPARED, ERROR, FORMAT, INDEX, MAX_ATTEMPTS,
 from mldeploy.capture.queue import PendingQueue
 from mldeploy.capture.records import COLUMNS, Added, CaptureRecord, answer_from_json, answer_to_json
 from mldeploy.detections import Detections
+from mldeploy.errors import CaptureError
 
 __all__ = ["COMPARED", "ERROR", "FORMAT", "INDEX", "MAX_ATTEMPTS", "PENDING", "Added", "CaptureRecord", "CaptureStore", "answer_from_json",
            "answer_to_json"]
@@ -60,8 +61,15 @@ class CaptureStore(PendingQueue):
         over the whole budget is not kept (counted as evicted, its id None).
 
         Raises:
-            OSError, sqlite3.Error: the folder cannot be written (full, read-only, deleted); the caller logs.
+            OSError: the folder cannot be written (full, read-only, deleted); the caller logs.
+            CaptureError: the index cannot be written (the database's own error, named).
         """
+        try:
+            return self._add(data, model, version, route, answer, seconds, shadow)
+        except sqlite3.Error as exc:
+            raise CaptureError(f"{exc}") from exc
+
+    def _add(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> Added:
         sha = digest_of(data)
         size = len(data)
         key = (model, version, shadow or "")

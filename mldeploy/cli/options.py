@@ -38,9 +38,9 @@ CaptureOption = Annotated[Optional[Path], typer.Option(
     "--capture", metavar="DIR", show_default=False,
     help="Replay a server's capture (serve --capture) instead of image files: the answers the live version gave are the reference, "
          "so it does not run again (latency ratio gates: not measured).")]
-LabelsOption = Annotated[Optional[Path], typer.Option(
-    "--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
-    help="Ground-truth labels: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")]
+_LABELS = typer.Option("--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
+                       help="Ground-truth labels: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")
+LabelsOption = Annotated[Optional[Path], _LABELS]
 LabelMapOption = Annotated[Optional[str], typer.Option(
     "--label-map", metavar="TRUTH=MODEL,...", show_default=False, rich_help_panel="Ground truth",
     help="Label class names to the model's (person=face), or a file of such lines; NAME=- leaves a class out \\[default: \\[labels.map] in mldeploy.toml].")]
@@ -176,9 +176,7 @@ def _labels(labels: Path | None, label_map: str | None, names: Path | None):
 #: ``--labels``, ``--label-map``, ``--names``: ground truth, optional (shadow, canary).
 LABELS = Group({"labels": (LabelsOption, None), "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
 #: The same with ``--labels`` required (eval).
-REQUIRED_LABELS = Group({"labels": (Annotated[Path, typer.Option("--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
-                                                                  help="Ground truth: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of "
-                                                                       "Pascal VOC .xml.")], inspect.Parameter.empty),
+REQUIRED_LABELS = Group({"labels": (Annotated[Path, _LABELS], inspect.Parameter.empty),
                          "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
 
 

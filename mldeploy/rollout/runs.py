@@ -22,7 +22,7 @@ from mldeploy.project import Project
 from mldeploy.rollout.gates import evaluate, resolve_rules, verdict
 from mldeploy.rollout.sides import Version
 from mldeploy.rollout.spec import DetectSpec, EvalSpec
-from mldeploy.truth.evaluate import TruthScores, evaluate as evaluate_truth
+from mldeploy.truth.evaluate import evaluate as evaluate_truth
 from mldeploy.truth.run import EvalRun, read_truths, score
 
 #: ``loading(spec)``: a context the caller shows a model's loading in (``loading faces@v2 (mtcnn)...``).
@@ -126,15 +126,6 @@ def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], Non
                                 **{k: v for k, v in engine.settings.items() if k != "workers"}}
     run = EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started)
     bounds = resolve_rules(spec.gates.bounds, policy="none", truth=True).bounds  # only the bounds given, checked as shadow's are
-    run.gates = evaluate(_Scored(TruthScores(new=evaluation)), bounds)
+    run.gates = evaluate(run, bounds)
     run.verdict = verdict(run.gates)
     return run
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """What the truth gates read of one evaluated version (``truth``), as of a rehearsal's summary."""
-
-    truth: TruthScores
-    recorded: bool = False
-

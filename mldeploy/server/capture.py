@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sqlite3
 import tempfile
 import threading
 from pathlib import Path
 
 from mldeploy.capture import CaptureStore
 from mldeploy.detections import Detections
+from mldeploy.errors import CaptureError
 from mldeploy.server.config import ServerConfig
 from mldeploy.server.metrics import Metrics
 
@@ -73,7 +73,7 @@ class Capturer:
             with self.books:
                 added = self.store.add(data, model, version, route, answer, seconds, shadow)
                 self._count(added, model, version, shadow)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, CaptureError) as exc:
             self.metrics.capture_failed.labels(model).inc()
             self._report(f"cannot write to capture folder {self.folder}: {getattr(exc, 'strerror', None) or exc}; "
                          "requests are answered but not captured (the live shadow misses them)")

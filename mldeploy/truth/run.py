@@ -13,7 +13,7 @@ import numpy as np
 from mldeploy.detections import Detections
 from mldeploy.errors import MldeployError
 from mldeploy.pipeline import DetectionResult, ImageInput
-from mldeploy.truth.evaluate import Evaluation, ImageScore, score_image
+from mldeploy.truth.evaluate import Evaluation, ImageScore, TruthScores, score_image
 from mldeploy.truth.labels import ImageTruth, LabelProblem, LabelSet, load_labels, parse_label_map, to_model_classes
 
 
@@ -79,6 +79,13 @@ class EvalRun:
     wall_seconds: float = 0.0
     gates: list = field(default_factory=list)  # GateResult of --min-map, when given
     verdict: Any = None  # the gates' Verdict (set by the run, with the gates)
+
+    recorded = False  # what a gate table reads of a rehearsal's summary: nothing here was recorded elsewhere
+
+    @property
+    def truth(self) -> TruthScores:
+        """The version's scores, as the truth gates read them (``min_map``)."""
+        return TruthScores(new=self.evaluation)
 
     @property
     def input_errors(self) -> bool:
