@@ -97,27 +97,32 @@ class LocalEngine:
     def replay(self, pair: Pair, items: Iterable[ImageInput], offset: int = 0) -> Iterator[ShadowRecord]:
         """``pair`` on every image: one :class:`ShadowRecord` per image, in order, numbered from ``offset``.
 
-        Two images are in flight: while the inference thread answers image k, this thread compares k-1.
+        Two images are in flight: while the inference thread answers image k, this thread re-times and
+        compares k-1.
         """
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-io") as io_pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="mldeploy-infer") as infer_pool, \
                 contextlib.ExitStack() as stack:
             sides_pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-side")) if self.workers > 1 else None
-            running: deque[tuple[int, ImageInput, Future]] = deque()
-            stream = enumerate(decoded(items, io_pool, None, self.prefetch), offset)
-            for index, (item, decoding) in stream:
+            running: deque[tuple[int, ImageInput, object, Future]] = deque()
+
+            def finish() -> ShadowRecord:
+                index, item, image, answering = running.popleft()
+                answers = answering.result()
+                pair.retime(index, image, answers)  # here, while the inference thread answers the next image
+                return pair.complete(index, item, answers)
+
+            for index, (item, decoding) in enumerate(decoded(items, io_pool, None, self.prefetch), offset):
                 try:
                     image = decoding.result()[0]
                 except MldeployError as exc:
                     yield pair.unreadable(index, item, exc)
                     continue
-                running.append((index, item, infer_pool.submit(pair.answer, index, image, item, sides_pool)))
+                running.append((index, item, image, infer_pool.submit(pair.answer, index, image, item, sides_pool)))
                 if len(running) == 2:
-                    index, item, answering = running.popleft()
-                    yield pair.complete(index, item, answering.result())
+                    yield finish()
             while running:
-                index, item, answering = running.popleft()
-                yield pair.complete(index, item, answering.result())
+                yield finish()
 
 
 def _settle(result: DetectionResult, saving: Future | None) -> DetectionResult:

@@ -160,7 +160,9 @@ class ReplayActor:
             except MldeployError as exc:
                 row["input_error"] = f"{type(exc).__name__}:{exc}"
             else:
-                for side, result in self.pair.answer(self.index, image, _named(path)).items():
+                answers = self.pair.answer(self.index, image, _named(path))
+                self.pair.retime(self.index, image, answers)
+                for side, result in answers.items():
                     row[side], row[f"{side}_seconds"], row[f"{side}_error"] = _side_row(result)
                 self.index += 1
             for key in out:
