@@ -83,9 +83,8 @@ class Pair:
 
     def retime(self, index: int, image: "np.ndarray", answers: dict[str, DetectionResult]) -> None:
         """Time both sides once more on an outlier pair, in the same order, within the budget above; each
-        keeps its faster time. Called after :meth:`answer`, where the engine likes: the local engine calls
-        it on its own thread while the next image is answered (as it always did), an actor right after
-        answering."""
+        keeps its faster time. Called right after :meth:`answer`, where the image was answered, so that
+        nothing else runs while a pair is timed again."""
         if len(answers) != 2 or not all(a.ok for a in answers.values()):
             return
         self._answered += 1

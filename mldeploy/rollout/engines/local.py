@@ -97,20 +97,22 @@ class LocalEngine:
     def replay(self, pair: Pair, items: Iterable[ImageInput], offset: int = 0) -> Iterator[ShadowRecord]:
         """``pair`` on every image: one :class:`ShadowRecord` per image, in order, numbered from ``offset``.
 
-        Two images are in flight: while the inference thread answers image k, this thread re-times and
-        compares k-1.
+        Two images are in flight: while the inference thread answers image k, this thread compares k-1.
         """
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-io") as io_pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="mldeploy-infer") as infer_pool, \
                 contextlib.ExitStack() as stack:
             sides_pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="mldeploy-side")) if self.workers > 1 else None
-            running: deque[tuple[int, ImageInput, object, Future]] = deque()
+            running: deque[tuple[int, ImageInput, Future]] = deque()
+
+            def answer(index: int, image, item: ImageInput) -> dict:
+                answers = pair.answer(index, image, item, sides_pool)
+                pair.retime(index, image, answers)  # on the inference thread: nothing else runs while it is timed again
+                return answers
 
             def finish() -> ShadowRecord:
-                index, item, image, answering = running.popleft()
-                answers = answering.result()
-                pair.retime(index, image, answers)  # here, while the inference thread answers the next image
-                return pair.complete(index, item, answers)
+                index, item, answering = running.popleft()
+                return pair.complete(index, item, answering.result())
 
             for index, (item, decoding) in enumerate(decoded(items, io_pool, None, self.prefetch), offset):
                 try:
@@ -118,7 +120,7 @@ class LocalEngine:
                 except MldeployError as exc:
                     yield pair.unreadable(index, item, exc)
                     continue
-                running.append((index, item, image, infer_pool.submit(pair.answer, index, image, item, sides_pool)))
+                running.append((index, item, infer_pool.submit(answer, index, image, item)))
                 if len(running) == 2:
                     yield finish()
             while running:
