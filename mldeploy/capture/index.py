@@ -133,15 +133,35 @@ class CaptureIndex:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, immediate(self._db) as db:
+        with self._damaged(), self._lock, immediate(self._db) as db:
             yield db
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._damaged(), self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    @contextlib.contextmanager
+    def _damaged(self) -> Iterator[None]:
+        """A damaged index (pages overwritten, a value of the wrong type) is this capture's one-line
+        error; a full disk or a lost folder stays an OSError-like database error for the server to log."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only: the caller's to handle
+                raise
+            raise CaptureError(f"capture {self.folder}: its index is damaged ({exc}); it was left as it is") from None
+
     def used_bytes(self) -> int:
-        return int(self._query("SELECT value FROM meta WHERE key = 'used_bytes'")[0][0])
+        return self._number(self._query("SELECT value FROM meta WHERE key = 'used_bytes'")[0][0], "used_bytes")
+
+    def _number(self, value, what: str) -> int:
+        """A count read from the index, checked: an edited index can hold anything."""
+        try:
+            if isinstance(value, bool) or int(value) != float(value) or int(value) < 0:
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise CaptureError(f"capture {self.folder}: its index is damaged ({what} is {str(value)[:40]!r}, not a count)") from None
 
     @staticmethod
     def _count(db: sqlite3.Connection, key: tuple[str, str, str], name: str, by: int = 1) -> None:
@@ -156,5 +176,5 @@ class CaptureIndex:
     def counters(self) -> dict[tuple[str, str, str], dict[str, int]]:
         out: dict[tuple[str, str, str], dict[str, int]] = {}
         for model, version, shadow, name, value in self._query("SELECT model, version, shadow, name, value FROM counters"):
-            out.setdefault((model, version, shadow), {})[name] = value
+            out.setdefault((model, version, shadow), {})[name] = self._number(value, f"counter {name}")
         return out

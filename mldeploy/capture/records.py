@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mldeploy.detections import Detections
+from mldeploy.errors import CaptureError
 
 
 def answer_to_json(detections: Detections) -> str:
@@ -40,7 +41,10 @@ class CaptureRecord:
 
     @property
     def answer(self) -> Detections:
-        return answer_from_json(self.answer_json)
+        try:
+            return answer_from_json(self.answer_json)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CaptureError(f"capture {self.path.parent.parent}: request #{self.id}'s stored answer is damaged ({str(exc)[:80]})") from None
 
     @property
     def ref(self) -> str:

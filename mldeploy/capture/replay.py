@@ -25,6 +25,11 @@ class CapturedInput(ImageInput):
 
     record: CaptureRecord = None  # type: ignore[assignment]
 
+    @property
+    def expected_sha256(self) -> str:
+        """A blob is named by its digest: bytes that are not those are not the request captured."""
+        return self.record.sha256
+
 
 class RecordedAnswers:
     """The reference side of a capture replay: the answers the server gave, read from each

@@ -80,7 +80,7 @@ class CaptureStore(PendingQueue):
         lost: dict[tuple[str, str, str], int] = {}
         with self._transaction() as db:
             known = db.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,)).fetchone() is not None
-            used = int(db.execute("SELECT value FROM meta WHERE key = 'used_bytes'").fetchone()[0])
+            used = self._number(db.execute("SELECT value FROM meta WHERE key = 'used_bytes'").fetchone()[0], "used_bytes")
             if not known and self.budget is not None:
                 while used + size > self.budget:
                     went, freed, gone = self._evict_oldest(db, lost)
@@ -177,9 +177,12 @@ class CaptureStore(PendingQueue):
         unlink: list[str] = []
         try:
             with self._transaction() as db:
-                used = int(db.execute("SELECT value FROM meta WHERE key = 'used_bytes'").fetchone()[0])
+                used = self._number(db.execute("SELECT value FROM meta WHERE key = 'used_bytes'").fetchone()[0], "used_bytes")
                 sql = "SELECT id, sha256, captured_at FROM captures" + (" WHERE model = ?" if model else "") + " ORDER BY id"
-                for cid, sha, at in db.execute(sql, (model,) if model else ()).fetchall():
+                rows = db.execute(sql, (model,) if model else ()).fetchall()
+                for _, sha, _ in rows:
+                    self.blob_files.path(sha)  # every name checked first: a damaged index deletes nothing
+                for cid, sha, at in rows:
                     old = cutoff is not None and at < cutoff
                     over = keep_bytes is not None and used - freed > keep_bytes
                     if not (everything or old or over):

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence, overload
 
 import numpy as np
 
-from mldeploy.errors import InputNotFoundError
+from mldeploy.errors import InputNotFoundError, InvalidImageError
 from mldeploy.images import IMAGE_EXTENSIONS, decode_image_at_least, read_image_at_least
 from mldeploy.sources import is_uri
 
@@ -30,6 +30,11 @@ class ImageInput:
     display: str
     root: Path
     relative: str | None = None
+
+    @property
+    def expected_sha256(self) -> str | None:
+        """The SHA-256 its bytes must have (a content-addressed input, such as a capture's blob), or None."""
+        return None
 
     @property
     def uri(self) -> str | None:
@@ -132,8 +137,31 @@ def read_input(item: ImageInput) -> np.ndarray:
     return read_input_at_least(item, None)[0]
 
 
+def check_digest(item: ImageInput, data: bytes) -> None:
+    """Refuse bytes that are not those a content-addressed input names (a replaced or damaged blob).
+
+    Raises:
+        InvalidImageError: the digests differ.
+    """
+    expected = item.expected_sha256
+    if expected is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise InvalidImageError(f"does not hold the bytes captured (SHA-256 {actual[:12]}, not {expected[:12]}): it was replaced or damaged")
+
+
 def read_input_at_least(item: ImageInput, min_side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
-    """:func:`~mldeploy.images.read_image_at_least` for a file or an object in storage."""
+    """:func:`~mldeploy.images.read_image_at_least` for a file or an object in storage; a content-addressed
+    input's bytes are checked against their digest first."""
+    if item.expected_sha256 is not None:
+        from mldeploy.fileio import not_a_regular_file
+
+        problem = not_a_regular_file(item.path)
+        if problem is not None:
+            raise InputNotFoundError(problem)
+        data = item.path.read_bytes()
+        check_digest(item, data)
+        return decode_image_at_least(data, min_side)
     if item.uri is not None:
         from mldeploy.sources import read_bytes
 

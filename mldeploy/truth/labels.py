@@ -25,8 +25,10 @@ true nor a false positive, as the COCO and VOC evaluations treat them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
@@ -114,14 +116,42 @@ _AMBIGUOUS = object()
 
 
 # -- reading -------------------------------------------------------------------------------------
+#: What a hostile file can make a parser raise (a JSON nested 100 000 deep, a number of 1e400 where a whole
+#: number goes, a list where a name goes): that file's one-line error, exit 2, never "unexpected".
+READ_ERRORS = (RecursionError, ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError, UnicodeError, MemoryError, OSError)
+
+
+def reading(what: str):
+    """``with reading("labels x.json"):`` turns any error of :data:`READ_ERRORS` into that file's LabelsError."""
+    return _Reading(what)
+
+
+class _Reading:
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and not isinstance(exc, LabelsError) and isinstance(exc, READ_ERRORS):
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise LabelsError(f"{self.what} cannot be read: {detail}") from None
+        return False
+
+
 def load_labels(path: str | os.PathLike[str], names: Path | None = None) -> LabelSet:
     """Read labels in whichever format ``path`` holds: a COCO ``.json``, a folder of VOC ``.xml`` or
     YOLO ``.txt`` files, or a YOLO ``data.yaml``.
 
     Raises:
-        LabelsError: missing, unreadable, or not the format it looks like.
+        LabelsError: missing, unreadable, or not the format it looks like (one line, naming the file).
     """
-    p = Path(path)
+    with reading(f"labels {path}"):
+        return _load_labels(Path(path), names)
+
+
+def _load_labels(p: Path, names: Path | None) -> LabelSet:
     if not p.exists():
         raise LabelsError(f"labels {p} do not exist")
     if p.is_file():
@@ -182,16 +212,31 @@ def read_coco(path: Path) -> LabelSet:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
         raise LabelsError(f"labels {path} are not COCO instances: they need 'images', 'annotations' and 'categories' lists")
     where = path.name
+    if not isinstance(data.get("annotations", []), list):
+        raise LabelsError(f"labels {path}: 'annotations' must be a list")
+    problems: list[LabelProblem] = []
     try:
-        categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+        categories = {_whole(c["id"], "category id"): _text(c["name"], "category name") for c in data["categories"]}
         images: dict[int, tuple[str, tuple[int, int] | None]] = {}
+        ids, names = Counter(), Counter()
+        entries = []
         for entry in data["images"]:
-            size = (int(entry["width"]), int(entry["height"])) if "width" in entry and "height" in entry else None
-            images[int(entry["id"])] = (PurePosixPath(str(entry["file_name"]).replace("\\", "/")).as_posix(), size)
+            size = (_whole(entry["width"], "width"), _whole(entry["height"], "height")) if "width" in entry and "height" in entry else None
+            image_id, name = _whole(entry["id"], "image id"), PurePosixPath(_text(entry["file_name"], "file_name").replace("\\", "/")).as_posix()
+            ids[image_id] += 1
+            names[name] += 1
+            entries.append((image_id, name, size))
     except (KeyError, TypeError, ValueError) as exc:
         raise LabelsError(f"labels {path}: an image or category entry lacks {exc} (COCO needs id, file_name; id, name)") from None
+    skipped: set[int] = set()
+    for image_id, name, size in entries:
+        if ids[image_id] > 1 or names[name] > 1:  # which box belongs to which image is not known: neither entry is trusted
+            why = f"id {image_id} names {ids[image_id]} images" if ids[image_id] > 1 else f"{name} is named by {names[name]} image entries"
+            problems.append(LabelProblem("duplicate image entry", where, f"image {image_id} ({name})", why + "; all of them are skipped"))
+            skipped.add(image_id)
+            continue
+        images[image_id] = (name, size)
     boxes: dict[int, list[tuple[list[float], str, bool]]] = {image_id: [] for image_id in images}
-    problems: list[LabelProblem] = []
     for n, ann in enumerate(data.get("annotations") or []):
         entry = f"annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
         try:
@@ -199,6 +244,8 @@ def read_coco(path: Path) -> LabelSet:
             x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
             raise LabelsError(f"labels {path}: {entry} needs image_id, category_id and a bbox of four numbers") from None
+        if image_id in skipped:
+            continue
         if image_id not in images:
             problems.append(LabelProblem("labels without an image", where, entry, f"image_id {image_id} is not in 'images'"))
             continue
@@ -217,6 +264,19 @@ def read_coco(path: Path) -> LabelSet:
     return LabelSet(path, "coco", out, list(dict.fromkeys(categories.values())), problems)
 
 
+def _whole(value, what: str) -> int:
+    """A whole number from a labels file: not 1e400, not 1.5, not true, not a list."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise ValueError(f"{what} {str(value)[:40]!r} is not a whole number")
+    return int(value)
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ValueError(f"{what} {str(value)[:40]!r} is not text")
+    return str(value)
+
+
 def _truth(key: str, file: str, entries: list[tuple[list[float], str, bool]], size, normalized: bool = False) -> ImageTruth:
     xyxy = np.array([b for b, _, _ in entries], dtype=np.float64).reshape(-1, 4)
     return ImageTruth(key, file, xyxy, [label for _, label, _ in entries], np.array([i for _, _, i in entries], dtype=bool), size, normalized)
@@ -228,7 +288,8 @@ def _yolo_names(folder: Path, names: Path | None) -> list[str]:
         if candidate is not None and candidate.is_file():
             if candidate.suffix.lower() in (".yaml", ".yml"):
                 return _names_from_yaml(candidate)
-            return [line.strip() for line in read_small_text(candidate, "names file").splitlines() if line.strip()]
+            with reading(f"names file {candidate}"):
+                return [line.strip() for line in read_small_text(candidate, "names file").splitlines() if line.strip()]
     for yaml in (folder / "data.yaml", folder.parent / "data.yaml"):
         if yaml.is_file():
             return _names_from_yaml(yaml)
@@ -240,11 +301,16 @@ def _yolo_names(folder: Path, names: Path | None) -> list[str]:
 def _names_from_yaml(path: Path) -> list[str]:
     import yaml  # PyYAML: data.yaml is YAML, not a format to parse by hand
 
-    try:
-        data = yaml.safe_load(read_small_text(path, "data.yaml"))
-    except yaml.YAMLError as exc:
-        raise LabelsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    with reading(str(path)):
+        try:
+            data = yaml.safe_load(read_small_text(path, "data.yaml"))
+        except yaml.YAMLError as exc:
+            raise LabelsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     names = data.get("names") if isinstance(data, dict) else None
+    # Only scalars are names: aliases make a nested list cheap to load and enormous to turn into text.
+    values = list(names.values()) if isinstance(names, dict) else names if isinstance(names, list) else None
+    if values is not None and not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+        raise LabelsError(f"{path}: 'names' must be class names (text), not lists or tables")
     if isinstance(names, dict):
         try:
             return [str(names[k]) for k in sorted(names, key=int)]
@@ -300,6 +366,7 @@ def read_voc(folder: Path, files: Iterable[Path]) -> LabelSet:
     from defusedxml import ElementTree  # annotation files are input: no entity expansion, no external entities
 
     out: dict[str, ImageTruth] = {}
+    duplicated: dict[str, int] = {}
     problems: list[LabelProblem] = []
     classes: list[str] = []
     for file in files:
@@ -313,9 +380,9 @@ def read_voc(folder: Path, files: Iterable[Path]) -> LabelSet:
         size = None
         if root.find("size") is not None:
             try:
-                size = (int(float(root.findtext("size/width"))), int(float(root.findtext("size/height"))))
+                size = (_whole(float(root.findtext("size/width")), "width"), _whole(float(root.findtext("size/height")), "height"))
             except (TypeError, ValueError):
-                size = None
+                raise LabelsError(f"labels {file}: <size> needs a whole width and height") from None
         entries: list[tuple[list[float], str, bool]] = []
         for n, obj in enumerate(root.findall("object"), 1):
             label = (obj.findtext("name") or "").strip()
@@ -334,7 +401,13 @@ def read_voc(folder: Path, files: Iterable[Path]) -> LabelSet:
                 continue
             classes.append(label)
             entries.append((box, label, (obj.findtext("difficult") or "0").strip() == "1"))
+        if key in out or key in duplicated:  # two files name one image: neither is trusted
+            out.pop(key, None)
+            duplicated[key] = duplicated.get(key, 1) + 1
+            continue
         out[key] = _truth(key, where, entries, size)
+    for key, n in duplicated.items():
+        problems.append(LabelProblem("duplicate image entry", key, "-", f"{n} annotation files name this image; all of them are skipped"))
     return LabelSet(folder, "voc", out, list(dict.fromkeys(classes)), problems)
 
 
@@ -346,7 +419,11 @@ def parse_label_map(text: str | None, table: Mapping[str, str] | None = None) ->
     if not text:
         return out
     source = Path(text)
-    lines = read_small_text(source, "label map").splitlines() if source.is_file() else text.split(",")
+    if source.is_file():
+        with reading(f"label map {source}"):
+            lines = read_small_text(source, "label map").splitlines()
+    else:
+        lines = text.split(",")
     for n, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:

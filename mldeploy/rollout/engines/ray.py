@@ -19,6 +19,7 @@ starved), and a configuration that cannot is refused before anything starts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -150,11 +151,11 @@ class ReplayActor:
     def __call__(self, batch: dict) -> dict:
         from mldeploy.images import decode_image
 
-        keys = ("path", "input_error", *(f"{side}{part}" for side in SIDES for part in ("", "_seconds", "_error")))
+        keys = ("path", "sha256", "input_error", *(f"{side}{part}" for side in SIDES for part in ("", "_seconds", "_error")))
         out: dict[str, list] = {k: [] for k in keys}
         for path, data in zip(batch["path"], batch["bytes"]):
             row = dict.fromkeys(keys)
-            row.update(path=str(path), old_seconds=0.0, new_seconds=0.0)
+            row.update(path=str(path), sha256=hashlib.sha256(bytes(data)).hexdigest(), old_seconds=0.0, new_seconds=0.0)
             try:
                 image = decode_image(bytes(data))
             except MldeployError as exc:
@@ -269,7 +270,7 @@ class RayEngine:
             for index in by_path.all(_local(row["path"], by_path)):
                 seen[index] = 1
                 item = items[index]
-                input_error = _error(row["input_error"])
+                input_error = _error(row["input_error"]) or _digest_error(item, row["sha256"])
                 if input_error is not None:
                     yield pair.unreadable(offset + index, item, input_error)
                     continue
@@ -339,6 +340,16 @@ def _project_args(project) -> dict[str, str | None]:
     """How an actor opens the same project as the driver (absolute paths: a worker's folder is its own)."""
     return {"state_dir": str(Path(project.state_dir).resolve()) if project.state_dir else None,
             "config_path": str(Path(project.config_path).resolve()) if project.config_path else None, "cwd": str(project.cwd)}
+
+
+def _digest_error(item: ImageInput, sha256: str) -> MldeployError | None:
+    """The driver's check of a content-addressed input (a capture's blob): the bytes an actor read must be
+    the ones named."""
+    if item.expected_sha256 is None or item.expected_sha256 == sha256:
+        return None
+    from mldeploy.errors import InvalidImageError
+
+    return InvalidImageError(f"does not hold the bytes captured (SHA-256 {sha256[:12]}, not {item.expected_sha256[:12]}): it was replaced or damaged")
 
 
 def _error(text: str | None) -> MldeployError | None:
