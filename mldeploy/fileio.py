@@ -146,6 +146,22 @@ def check_folder_destination(folder: Path, protect: Iterable[Path] = (), flag: s
         raise OutputError(f"cannot write {where}: {problem}")
 
 
+def _check_apart(files: list[Path], folders: list[tuple[Path, str]]) -> None:
+    """Two reports never share a place: one folder for two flags, or a file inside a report folder (which
+    its writer replaces), would lose one of them after the run."""
+    resolved = [(folder.resolve(), folder, flag) for folder, flag in folders]
+    for i, (a, folder_a, flag_a) in enumerate(resolved):
+        for b, folder_b, flag_b in resolved[i + 1:]:
+            if a == b:
+                raise OutputError(f"{flag_a} {folder_a} and {flag_b} {folder_b} are the same folder: give each report its own")
+            if a in b.parents or b in a.parents:
+                inner, outer = ((folder_a, flag_a), (folder_b, flag_b)) if b in a.parents else ((folder_b, flag_b), (folder_a, flag_a))
+                raise OutputError(f"{inner[1]} {inner[0]} is inside {outer[1]} {outer[0]}: give each report its own folder")
+        for path in files:
+            if a in path.resolve().parents:
+                raise OutputError(f"{path} is inside {flag_a} {folder_a}, which that report replaces: write it elsewhere")
+
+
 def check_destinations(files: Iterable[Path | None], folders: Iterable[tuple[Path | None, str]], inputs: Iterable[Path]) -> None:
     """:func:`check_file_destination` for each of ``files`` and :func:`check_folder_destination` for each
     ``(folder, flag)``, against every input in one pass: the inputs are read as they come (a million
@@ -156,6 +172,7 @@ def check_destinations(files: Iterable[Path | None], folders: Iterable[tuple[Pat
     """
     files = [Path(p) for p in files if p is not None]
     folders = [(Path(p), flag) for p, flag in folders if p is not None]
+    _check_apart(files, folders)
     for path in files:
         check_file_destination(path)
     for folder, flag in folders:

@@ -24,6 +24,8 @@ from mldeploy.errors import InputNotFoundError, InvalidImageError, UsageError
 EXTRA = "pip install 'mldeploy[s3]'"
 #: Largest object read as an image: far above any photo (a 100 MP JPEG is ~50 MB), far below memory.
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
+#: How long a gs:// request may retry before it fails (it takes about twice this, measured: 11 s for 5).
+GCS_RETRY_SECONDS = 5
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _filesystems: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -55,6 +57,10 @@ def filesystem(uri: str):
         if key not in _filesystems:
             if scheme in ("s3", "s3a"):
                 _filesystems[key] = _s3(fs, bucket)
+            elif scheme in ("gs", "gcs"):  # its default retries for minutes when no credentials or network answer
+                from datetime import timedelta
+
+                _filesystems[key] = fs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_SECONDS))
             else:
                 try:
                     _filesystems[key] = fs.FileSystem.from_uri(uri)[0]
@@ -134,5 +140,9 @@ def read_bytes(uri: str) -> bytes:
         raise InvalidImageError(f"cannot read this object: {_first_line(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The storage's reason, its first line, cut at a word when it is long."""
+    line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"

@@ -197,7 +197,7 @@ def cli():
 # `-m "not slow"`, i.e. every test that carries none of these.
 #   server   starts a real uvicorn server (tests/server/)
 #   ray      starts a Ray cluster
-#   s3       starts moto's S3 server
+#   s3       object storage: starts moto's S3 server, or waits for a store that does not answer
 #   browser  drives Chromium
 #   model    runs real models over whole image folders, or TensorFlow models (MTCNN, SavedModels)
 #   timing   judges real wall-clock figures (kept few: see the fixed-latency detectors in tests/helpers/fixed.py)
@@ -230,7 +230,7 @@ def pytest_collection_modifyitems(config, items):
             found.add("server")
         if path == "tests/rollout/test_ray_engine.py" or '"--engine", "ray"' in source:
             found.add("ray")
-        if "s3_server" in source:
+        if "s3_server" in source or "gs://" in source:  # object storage: moto's S3 server, or a store that does not answer
             found.add("s3")
         if "chromium()" in source:
             found.add("browser")

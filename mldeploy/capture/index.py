@@ -92,7 +92,9 @@ class CaptureIndex:
             if folder.exists() and any(folder.iterdir()):
                 raise CaptureError(f"{folder} is not a capture folder and not empty: captures need a folder of their own")
             try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                for parent in reversed([p for p in folder.parents if not p.exists()]):
+                    parent.mkdir(mode=0o755, exist_ok=True)  # never wider than 0755, whatever the umask (0777 under umask 000)
+                folder.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(folder, 0o700)  # it holds users' images, whatever the umask
                 (self.blobs).mkdir(mode=0o700, exist_ok=True)
                 os.close(os.open(self.index, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite's -wal and -shm take its mode

@@ -21,12 +21,19 @@ FormatOption = Annotated[ListFormat, typer.Option("--format", "-f", help="table 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: The oldest --older-than that means something (before it, the epoch: no capture is older).
+MAX_AGE = 100 * 365 * 86400
+
+
 def parse_age(text: str) -> float:
     """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
     if not match:
         raise UsageError(f"--older-than {text!r}: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_AGE:
+        raise UsageError(f"--older-than {text.strip()}: more than {MAX_AGE // _UNITS['d'] // 365:.0f} years; nothing captured is that old")
+    return seconds
 
 
 def _mib(n: int | None) -> str:

@@ -47,6 +47,8 @@ def serve(
     /healthz, /readyz, /metrics, / (a page); admin endpoints under /admin need MLDEPLOY_ADMIN_TOKEN.
     Routing changes made with 'mldeploy promote', 'rollback' or 'route' reach a running server within a second.
     """
+    import math
+
     import uvicorn
 
     from mldeploy.errors import UsageError
@@ -54,6 +56,10 @@ def serve(
     from mldeploy.project import Project
     from mldeploy.server.config import ServerConfig, parse_assignments
 
+    for flag, value in (("--max-upload-mb", max_upload_mb), ("--capture-max-mb", capture_max_mb), ("--max-megapixels", max_megapixels),
+                        ("--request-timeout", request_timeout), ("--header-timeout", header_timeout), ("--body-timeout", body_timeout)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{flag} {value}: give a finite number")
     project = Project(state_dir=state_dir, config_path=config)
     cfg = ServerConfig.from_settings(
         project.settings, capture_dir=capture, capture_rate=capture_rate, capture_max_mb=capture_max_mb, shadow_mode=shadow_mode,
@@ -73,6 +79,8 @@ def serve(
             registry.resolve(f"{name}@{version}")
             if version == registry.default_version(name):
                 raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
+    if cfg.shadow or cfg.canary:  # they are written into the state at start-up: a read-only one is exit 5 now, not a traceback later
+        project.store().check_writable()
     if cfg.capture_dir is not None:  # a folder that is not a capture, or cannot be written: say so now, exit 2
         from mldeploy.capture import CaptureStore
 

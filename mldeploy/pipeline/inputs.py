@@ -19,6 +19,8 @@ from mldeploy.images import IMAGE_EXTENSIONS, decode_image_at_least, read_image_
 from mldeploy.sources import is_uri
 
 _GLOB_CHARS = set("*?[")
+#: Lines of one manifest named when they name nothing readable; the rest are counted in one more line.
+MANIFEST_ERRORS = 50
 
 
 @dataclass(frozen=True)
@@ -226,13 +228,21 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> tuple[Im
                 failures.append((arg, exc))
             continue
         if arg.startswith("@") and not path.exists():  # @FILE: a manifest, one path or URI a line
+            unnamed = 0
             for line, listed, problem in _manifest(Path(arg[1:])):
                 if problem is not None:
+                    if line and unnamed + 1 > MANIFEST_ERRORS:  # a manifest of a million missing paths: count, do not hold or print them
+                        unnamed += 1
+                        continue
+                    unnamed += bool(line)
                     failures.append((f"{arg}:{line}" if line else arg, InputNotFoundError(problem)))
                 elif isinstance(listed, str):  # an object: read (and found missing, if it is) when replayed
                     add_remote(listed, listed.rsplit("/", 1)[0], listed.split("://", 1)[1].split("/", 1)[-1])
                 else:
                     add(listed, Path(arg[1:]).parent, _under(listed, Path(arg[1:]).parent))
+            if unnamed > MANIFEST_ERRORS:
+                failures.append((arg, InputNotFoundError(f"{unnamed - MANIFEST_ERRORS} more lines name nothing readable "
+                                                         f"(the first {MANIFEST_ERRORS} are named above)")))
             continue
         if path.is_dir():
             before, found = len(failures), 0
@@ -301,6 +311,9 @@ def _manifest(manifest: Path) -> Iterator[tuple[int, Path | str | None, str | No
         for number, raw in enumerate(fh, 1):
             text = raw.split("#", 1)[0].strip()
             if not text:
+                continue
+            if "\0" in text:
+                yield number, None, f"{text!r}: a NUL byte, not a path"
                 continue
             if is_uri(text):
                 yield number, text, None

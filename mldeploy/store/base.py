@@ -31,6 +31,14 @@ class StateStore(ABC):
     def exists(self) -> bool:
         """Something was ever recorded here."""
 
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Refuse now, before anything is loaded or served, a store this process cannot write.
+
+        Raises:
+            StateError: read-only, or cannot be created (exit 5).
+        """
+
     # Releases: what is live, and every change with its reason.
     @abstractmethod
     def live_versions(self) -> dict[str, str]: ...

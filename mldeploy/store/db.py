@@ -41,6 +41,10 @@ class SQLiteDatabase:
         """Something was ever recorded here."""
         return self.path.exists()
 
+    def check_writable(self) -> None:
+        with self._transaction():  # creates the file and its schema if need be: what the first write would do
+            pass
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._connect(write=True) as db, immediate(db):  # the write lock before reading what is live

@@ -64,6 +64,13 @@ def test_detect_runs_on_ray_through_the_same_engine_seam(project_dir, with_bad_f
     assert saving.returncode == 2 and "--save writes annotated copies from this machine" in saving.stderr
 
 
+def test_an_address_where_nothing_listens_is_one_line_exit_2_within_seconds(project_dir):
+    started = time.monotonic()
+    result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray", "--address", "127.0.0.1:1", timeout=120)
+    assert result.returncode == 2 and "--address 127.0.0.1:1: cannot connect" in result.stderr, result.stderr[-2000:]
+    assert time.monotonic() - started < 60  # it retried for minutes before
+
+
 def test_a_pool_that_starves_reading_is_refused(project_dir):
     result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray", "--actors", "2", "--actor-cpus", "64")
     assert result.returncode == 2

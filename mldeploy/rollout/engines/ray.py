@@ -70,6 +70,7 @@ def connect(options: RayOptions):
     if ray.is_initialized():
         return ray
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    _probe(options.address)
     try:
         if options.address is None:  # never join a stale cluster by accident; bind to the loopback only
             ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
@@ -81,6 +82,25 @@ def connect(options: RayOptions):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UsageError(f"--address {options.address}: cannot connect to a Ray cluster: {str(exc).splitlines()[0]}") from None
     return ray
+
+
+#: Seconds to wait for a head node's port to answer before giving up (Ray itself retries for minutes).
+CONNECT_SECONDS = 5
+
+
+def _probe(address: str | None) -> None:
+    """A head node named ``HOST:PORT`` must accept a connection within :data:`CONNECT_SECONDS`: Ray retries
+    a port where nothing listens for minutes, printing a line every 5 s. ``auto`` and ``ray://`` are Ray's."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_SECONDS).close()
+    except (OSError, ValueError) as exc:
+        why = "nothing answers there" if isinstance(exc, (ConnectionRefusedError, TimeoutError, socket.timeout)) else str(exc) or type(exc).__name__
+        raise UsageError(f"--address {address}: cannot connect to a Ray cluster: {why} (waited {CONNECT_SECONDS} s)") from None
 
 
 @contextlib.contextmanager
@@ -212,8 +232,11 @@ class RayEngine:
         return {"engine": "ray", "address": self.options.address or "local"}
 
     def prepare(self, *sides: Side) -> None:
-        """What must come first on the driver: the pins of the versions that will run (one line here,
-        not an error in every actor). Nothing loads here: the actors load."""
+        """What must come first on the driver: a pool that cannot fit this machine's own cluster, and the
+        pins of the versions that will run (one line here, not an error in every actor). Nothing loads
+        here: the actors load."""
+        if self.options.address is None:  # a cluster of this machine: its CPUs are known before starting it
+            pool_size(float(os.cpu_count() or 1), self.options)
         for side in sides:
             if side.timed:
                 self.project.check_pins(side.spec)
