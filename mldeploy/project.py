@@ -93,8 +93,10 @@ def _capture(table: Any, path: Path) -> CaptureSettings:
     for key, value in table.items():
         if key not in kinds:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(kinds)})")
-        if isinstance(value, bool) or not isinstance(value, kinds[key]) or (isinstance(value, float) and not math.isfinite(value)):
-            raise ConfigError(f"{where} {key} must be {'text' if kinds[key] is str else 'a finite number'}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, kinds[key]):
+            raise ConfigError(f"{where} {key} must be {'text' if kinds[key] is str else 'a number'}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where} {key} must be a finite number, not {value!r}")
     folder = Path(path).resolve().parent / table["dir"] if "dir" in table else None
     return CaptureSettings(folder, table.get("rate"), table.get("max_mb"), table.get("shadow_mode"))
 

@@ -4,9 +4,11 @@ transactions and its counters. What the rows mean is the store's (:mod:`mldeploy
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +53,10 @@ CREATE TABLE counters (
     PRIMARY KEY (model, version, shadow, name)
 );
 """
+
+
+#: Prefix of the counters that sum a shadow's agreement counts (one per AgreementCounts row column).
+AGREEMENT = "agree."
 
 
 def stamp() -> str:
@@ -118,9 +124,11 @@ class CaptureIndex:
                     raise CaptureError(f"{self.index} is not a capture index")
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise CaptureError(f"{self.index} is an SQLite file but not a capture index; it was left as it is")
-                db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('created_at', '{stamp()}'), ('used_bytes', '0'); "
+                db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('created_at', '{stamp()}'), ('used_bytes', '0'), "
+                                 f"('id', '{uuid.uuid4().hex}'); "
                                  f"PRAGMA user_version = {FORMAT}; COMMIT;")
             if self.write:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (uuid.uuid4().hex,))  # a capture made before ids
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # a commit without fsync: a power cut may lose the last captures, a crash loses none
         except sqlite3.DatabaseError as exc:
@@ -156,14 +164,19 @@ class CaptureIndex:
     def used_bytes(self) -> int:
         return self._number(self._query("SELECT value FROM meta WHERE key = 'used_bytes'")[0][0], "used_bytes")
 
-    def _number(self, value, what: str) -> int:
-        """A count read from the index, checked: an edited index can hold anything."""
+    def _number(self, value, what: str, whole: bool = True) -> int | float:
+        """A count (or, ``whole=False``, a sum) read from the index, checked: an edited index can hold anything."""
         try:
-            if isinstance(value, bool) or int(value) != float(value) or int(value) < 0:
+            if isinstance(value, bool) or not math.isfinite(float(value)) or float(value) < 0 or (whole and int(value) != float(value)):
                 raise ValueError
-            return int(value)
-        except (TypeError, ValueError):
+            return int(value) if whole else float(value)
+        except (TypeError, ValueError, OverflowError):
             raise CaptureError(f"capture {self.folder}: its index is damaged ({what} is {str(value)[:40]!r}, not a count)") from None
+
+    @property
+    def identity(self) -> str:
+        """This capture's id: what a state store remembers having counted from it."""
+        return str(self._query("SELECT value FROM meta WHERE key = 'id'")[0][0])
 
     @staticmethod
     def _count(db: sqlite3.Connection, key: tuple[str, str, str], name: str, by: int = 1) -> None:
@@ -178,5 +191,5 @@ class CaptureIndex:
     def counters(self) -> dict[tuple[str, str, str], dict[str, int]]:
         out: dict[tuple[str, str, str], dict[str, int]] = {}
         for model, version, shadow, name, value in self._query("SELECT model, version, shadow, name, value FROM counters"):
-            out.setdefault((model, version, shadow), {})[name] = self._number(value, f"counter {name}")
+            out.setdefault((model, version, shadow), {})[name] = self._number(value, f"counter {name}", whole=not name.startswith(AGREEMENT))
         return out

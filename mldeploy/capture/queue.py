@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mldeploy.capture.index import COMPARED, ERROR, MAX_ATTEMPTS, PENDING, CaptureIndex
+from mldeploy.capture.index import AGREEMENT, COMPARED, ERROR, MAX_ATTEMPTS, PENDING, CaptureIndex
 from mldeploy.capture.records import COLUMNS, CaptureRecord
 
 __all__ = ["COMPARED", "ERROR", "MAX_ATTEMPTS", "PENDING", "PendingQueue"]
@@ -43,7 +43,11 @@ class PendingQueue(CaptureIndex):
                 return False
             db.execute("UPDATE captures SET shadow_state = ?, shadow_result = ?, attempts = attempts + 1 WHERE id = ?",
                        (state, json.dumps(result) if not isinstance(result, str) else result, capture_id))
-            self._count(db, (row[0], row[1], row[2] or ""), state)
+            key = (row[0], row[1], row[2] or "")
+            self._count(db, key, state)
+            if state == COMPARED and isinstance(result, dict):  # the agreement sums live beside the coverage: one record, one transaction
+                for column, value in result.items():
+                    self._count(db, key, AGREEMENT + column, value)
         return True
 
     def attempt(self, capture_id: int) -> int:
@@ -52,6 +56,21 @@ class PendingQueue(CaptureIndex):
             db.execute("UPDATE captures SET attempts = attempts + 1 WHERE id = ?", (capture_id,))
             row = db.execute("SELECT attempts FROM captures WHERE id = ?", (capture_id,)).fetchone()
         return int(row[0]) if row else MAX_ATTEMPTS
+
+    def shadow_totals(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """Everything the live shadow counted in this capture, per (model, live version, shadow version), in
+        the state store's columns (``mldeploy.store.shadow_stats``): captured, requests (compared + errors),
+        errors, evicted (before the shadow ran) and the agreement sums. Durable: each changes in the
+        transaction that changes a request."""
+        out = {}
+        for (model, live, shadow), c in self.counters().items():
+            if not shadow:
+                continue
+            totals = {"captured": c.get("captured", 0), "requests": c.get(COMPARED, 0) + c.get(ERROR, 0), "errors": c.get(ERROR, 0),
+                      "evicted": c.get("evicted_pending", 0)}
+            totals.update({name[len(AGREEMENT):]: value for name, value in c.items() if name.startswith(AGREEMENT)})
+            out[(model, live, shadow)] = totals
+        return out
 
     def _record(self, row: tuple) -> CaptureRecord:
         return CaptureRecord(*row, path=self.blob_files.path(row[1]))

@@ -32,7 +32,7 @@ log = logging.getLogger("mldeploy.server")
 class Capturer:
     """Decides, writes and counts captures; :attr:`store` is what the live shadow drains."""
 
-    def __init__(self, config: ServerConfig, metrics: Metrics, on_shadow_counts=None) -> None:
+    def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
         self.metrics = metrics
         self.rate = config.capture_rate
         self.persistent = config.capture_dir is not None
@@ -43,7 +43,6 @@ class Capturer:
             self._temporary = Path(tempfile.mkdtemp(prefix="mldeploy-shadow-"))  # 0700
             self.store = CaptureStore(self._temporary / "capture", config.capture_max_bytes)
         # (model, live, shadow, captured=, evicted=) -> None: requests captured for a shadow, and those it lost to the budget
-        self.on_shadow_counts = on_shadow_counts
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         self._problem: str | None = None
@@ -89,12 +88,8 @@ class Capturer:
             self.pending_signal.set()
 
     def _count(self, added, model: str, version: str, shadow: str | None) -> None:
-        counts = self.on_shadow_counts or (lambda *key, **counts: None)
-        if shadow is not None:
-            counts(model, version, shadow, captured=1)
         for (m, live, shadow_version), n in added.evicted_pending.items():
             self.metrics.capture_evicted.labels(m).inc(n)
-            counts(m, live, shadow_version, evicted=n)
 
     def _report(self, problem: str | None) -> None:
         """Log the folder's condition when it changes, not on every request."""

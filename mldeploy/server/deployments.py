@@ -76,7 +76,7 @@ class Deployments:
             set_route(self.project, name, shadow=version, reason=f"mldeploy serve --shadow {name}={version}")
         for name, (version, weight) in self.config.canary.items():
             set_route(self.project, name, canary=version, weight=weight, reason=f"mldeploy serve --canary {name}={version}:{weight:g}")
-        self.capturer = Capturer(self.config, self.metrics, on_shadow_counts=lambda *key, **counts: self.mirror.count(*key, **counts))
+        self.capturer = Capturer(self.config, self.metrics)
         if self.capturer.persistent:
             log.info("capturing %s of requests into %s (at most %g MiB; oldest evicted first)", f"{self.config.capture_rate:.0%}",
                      self.capturer.folder, self.config.capture_max_bytes / 1048576)

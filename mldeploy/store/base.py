@@ -70,6 +70,10 @@ class StateStore(ABC):
     def add_shadow_stats(self, model: str, live_version: str, shadow_version: str, counts: dict[str, float]) -> None: ...
 
     @abstractmethod
+    def record_shadow_totals(self, model: str, live_version: str, shadow_version: str, source: str, totals: dict[str, float]) -> None:
+        """Bring a pair's counters up to what ``source`` (a capture) has counted in all, exactly once."""
+
+    @abstractmethod
     def shadow_stats(self, model: str) -> list[dict]: ...
 
     # Pinned SHA-256 digests of each version's files.

@@ -20,7 +20,7 @@ from mldeploy.store.common import immediate
 DB_NAME = "state.db"
 
 #: Schema version -> the statements that bring the version before it to it.
-MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4, 5: shadow_stats.SCHEMA_V5}
+MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4, 5: shadow_stats.SCHEMA_V5, 6: shadow_stats.SCHEMA_V6}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -4,7 +4,8 @@ Every request answered by a model that has a shadow is captured (:mod:`mldeploy.
 its live answer, marked *pending* for that shadow. One thread here takes the oldest pending request,
 hands its encoded bytes to a child process (:class:`~mldeploy.server.shadow.runner.ShadowRunner`), which
 decodes and runs the shadow, compares the answer with the stored live one, and records the result in
-the capture and in the counters. Nothing waits in memory: under load the requests wait on disk and are
+the capture, whose counters change in the same transaction (the state store is brought up to them,
+exactly once, at each flush). Nothing waits in memory: under load the requests wait on disk and are
 compared when the server is idle, and only the capture's byte budget can lose one (counted as evicted).
 
 ``idle`` mode (the default) starts shadow work only while no prediction request is open and freezes
@@ -23,7 +24,6 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 from mldeploy.capture import COMPARED, ERROR, CaptureRecord
@@ -34,33 +34,11 @@ from mldeploy.models.base import ModelSpec
 from mldeploy.server.capture import Capturer
 from mldeploy.server.metrics import Metrics
 from mldeploy.server.shadow.runner import ShadowRunner
-from mldeploy.store.shadow_stats import COVERAGE
 
 log = logging.getLogger("mldeploy.server")
 
 #: Pending requests read from the capture at once (one query per batch, not per request).
 BATCH = 32
-
-
-@dataclass(frozen=True)
-class Tally:
-    """Counters of one live/shadow pair since the last flush: agreement plus coverage (mergeable).
-
-    ``requests`` = compared + errors; ``captured`` requests were kept for the shadow; ``evicted`` ones
-    left the capture (its byte budget) before the shadow got to them."""
-
-    agreement: AgreementCounts = AgreementCounts()
-    requests: int = 0
-    errors: int = 0
-    dropped: int = 0
-    captured: int = 0
-    evicted: int = 0
-
-    def __add__(self, other: "Tally") -> "Tally":
-        return Tally(self.agreement + other.agreement, *(getattr(self, n) + getattr(other, n) for n in COVERAGE))
-
-    def to_row(self) -> dict[str, float]:
-        return {**self.agreement.to_row(), **{name: getattr(self, name) for name in COVERAGE}}
 
 
 class ShadowMirror:
@@ -79,8 +57,7 @@ class ShadowMirror:
         self._shadows = shadows
         self.mode = mode
         self.max_pixels = max_pixels
-        self._tallies: dict[tuple[str, str, str], Tally] = {}
-        self._tally_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0  # prediction requests being answered now
         self._stop = threading.Event()
@@ -121,10 +98,6 @@ class ShadowMirror:
                     if self._runner is not None:
                         self._runner.resume()
                     self._idle.notify_all()
-
-    def count(self, model: str, live: str, shadow: str, **counts: int) -> None:
-        """Coverage counters from the capture (``captured=``, ``evicted=``)."""
-        self._count((model, live, shadow), Tally(**counts))
 
     # -- the worker ------------------------------------------------------------------------------
     def _next(self) -> tuple[list[CaptureRecord], ModelSpec] | None:
@@ -177,15 +150,13 @@ class ShadowMirror:
             self.metrics.shadow_pending.labels(model, shadow).set(n)
 
     def _run(self, record: CaptureRecord, shadow: ModelSpec) -> None:
-        key = (record.model, record.version, shadow.version)
-        labels = key
+        labels = (record.model, record.version, shadow.version)
         store = self.capturer.store
         try:
             data = store.read_blob(record)
         except (OSError, CaptureError) as exc:  # pruned or deleted meanwhile, or replaced: never compared as if captured
             with self.capturer.books:
-                if store.settle(record.id, ERROR, f"captured image unreadable: {getattr(exc, 'strerror', None) or exc}"):
-                    self._count(key, Tally(requests=1, errors=1))
+                store.settle(record.id, ERROR, f"captured image unreadable: {getattr(exc, 'strerror', None) or exc}")
             return
         self.busy = True
         try:
@@ -204,30 +175,26 @@ class ShadowMirror:
             with self.capturer.books:
                 if store.settle(record.id, ERROR, error):
                     self.metrics.shadow_results.labels(*labels, "error").inc()
-                    self._count(key, Tally(requests=1, errors=1))
             return
         self.metrics.inference.labels(record.model, shadow.version, "shadow").observe(answer.seconds)
         comparison = match(record.answer, answer.detections)
         counts = AgreementCounts.of(comparison)
         with self.capturer.books:
-            if store.settle(record.id, COMPARED, counts.to_row()):
+            if store.settle(record.id, COMPARED, counts.to_row()):  # the count, in the capture's transaction
                 self.metrics.shadow_results.labels(*labels, "agree" if comparison.agrees else "disagree").inc()
-                self._count(key, Tally(counts, requests=1))
-
-    def _count(self, key: tuple[str, str, str], tally: Tally) -> None:
-        with self._tally_lock:
-            self._tallies[key] = self._tallies.get(key, Tally()) + tally
 
     def flush(self) -> str | None:
-        """Add the counters gathered since the last flush to the state store. On failure they are kept for
-        the next try, and the reason is returned (the caller logs a change of condition once, not every poll)."""
-        with self._tally_lock:
-            pending, self._tallies = self._tallies, {}
-        problem = None
-        for (model, live, shadow), tally in pending.items():
-            try:
-                self._store().add_shadow_stats(model, live, shadow, tally.to_row())
-            except MldeployError as exc:
-                problem = f"shadow counters not recorded (kept for the next try): {exc}"
-                self._count((model, live, shadow), tally)
-        return problem
+        """Bring the state store's counters up to the capture's (the record: every count changes in the
+        transaction that changes a request), exactly once per capture (the store remembers what it added
+        from it). On failure nothing is lost, the next flush catches up, and the reason is returned (the
+        caller logs a change of condition once, not every poll)."""
+        capture = self.capturer.store
+        try:
+            with self._flush_lock:
+                source, totals = capture.identity, capture.shadow_totals()
+                state = self._store()
+                for (model, live, shadow), counted in totals.items():
+                    state.record_shadow_totals(model, live, shadow, source, counted)
+        except MldeployError as exc:
+            return f"shadow counters not recorded (the capture keeps them for the next try): {exc}"
+        return None
