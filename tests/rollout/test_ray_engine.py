@@ -71,6 +71,45 @@ def test_an_address_where_nothing_listens_is_one_line_exit_2_within_seconds(proj
     assert time.monotonic() - started < 60  # it retried for minutes before
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads Linux's /proc")
+def test_a_driver_killed_with_kill_9_leaves_no_ray_process_behind(project_dir):
+    """Ray's DashboardAgent and RuntimeEnvAgent outlived a kill -9 of the driver for good; the reaper
+    mldeploy starts beside its own cluster ends them."""
+    from mldeploy.rollout.engines.ray import _processes_under
+    from tests.helpers import wait_until
+
+    driver = subprocess.Popen([sys.executable, "-m", "mldeploy", "shadow", "photos", "--new", "blind", "--engine", "ray", "--actor-cpus", "0.25",
+                               "--no-progress"], cwd=project_dir, env=subprocess_env(**RAY_ENV), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # the run is under way once the cluster is up and mldeploy's reaper beside it
+        wait_until(lambda: [e for e in _processes_under(driver.pid) if b"sys.stdin.buffer.read()" in _cmdline(e)], 60, 0.2)
+        cluster = [e for e in _processes_under(driver.pid) if b"sys.stdin.buffer.read()" not in _cmdline(e)]
+        assert any(b"raylet" in _cmdline(e) for e in cluster)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    alive = lambda: [e for e in cluster if _cmdline(e) and _started(e)]  # noqa: E731
+    wait_until(lambda: not alive(), 30, 0.5)
+
+
+def _cmdline(entry: str) -> bytes:
+    try:
+        with open(f"/proc/{entry.split(':')[0]}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _started(entry: str) -> bool:
+    """The process of ``pid:start time`` is still the one listed (not a new one with its number)."""
+    pid, started = entry.split(":")
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19] == started
+    except OSError:
+        return False
+
+
 def test_a_pool_that_starves_reading_is_refused(project_dir):
     result = mldeploy(project_dir, "shadow", "photos", "--new", "blind", "--engine", "ray", "--actors", "2", "--actor-cpus", "64")
     assert result.returncode == 2

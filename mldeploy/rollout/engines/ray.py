@@ -74,6 +74,7 @@ def connect(options: RayOptions):
     try:
         if options.address is None:  # never join a stale cluster by accident; bind to the loopback only
             ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+            _reap_when_gone()
         else:
             host = options.address.split("://")[-1].rsplit(":", 1)[0]
             if host in ("127.0.0.1", "localhost"):  # a head node on this machine's loopback: be a driver on it too
@@ -82,6 +83,65 @@ def connect(options: RayOptions):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UsageError(f"--address {options.address}: cannot connect to a Ray cluster: {str(exc).splitlines()[0]}") from None
     return ray
+
+
+#: The reaper of this driver's own cluster (see :func:`_reap_when_gone`); its stdin is held open until the driver ends.
+_reaper = None
+
+_REAPER = """
+import os, signal, sys
+sys.stdin.buffer.read()  # returns when the driver ends, however it ends (kill -9 included): the pipe closes
+for entry in sys.argv[1:]:
+    pid, started = entry.split(":")
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            same = fh.read().rsplit(")", 1)[1].split()[19] == started  # not a new process that got the number
+        if same:
+            os.kill(int(pid), signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+"""
+
+
+def _processes_under(root: int) -> list[str]:
+    """``pid:start time`` of every process descended from ``root`` (Linux's /proc), for the reaper."""
+    parents: dict[int, list[tuple[int, str]]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append((int(name), fields[19]))
+    found, todo = [], [root]
+    while todo:
+        for pid, started in parents.get(todo.pop(), ()):
+            found.append(f"{pid}:{started}")
+            todo.append(pid)
+    return found
+
+
+def _reap_when_gone() -> None:
+    """Start a small process that kills the cluster this driver started once the driver is gone. Ray stops
+    its own processes on a clean exit, but after a kill -9 of the driver two agents (DashboardAgent,
+    RuntimeEnvAgent) stayed alive for good (measured: still there after 60 s)."""
+    global _reaper
+    import subprocess
+
+    if not os.path.isdir("/proc") or _reaper is not None:
+        return
+    _reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *_processes_under(os.getpid())], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def _release_reaper() -> None:
+    """The driver is done with its cluster (after ``ray.shutdown``): the reaper kills what is left, and goes."""
+    global _reaper
+    if _reaper is not None:
+        _reaper.stdin.close()
+        _reaper.wait(timeout=10)
+        _reaper = None
 
 
 #: Seconds to wait for a head node's port to answer before giving up (Ray itself retries for minutes).
@@ -114,6 +174,7 @@ def session(options: RayOptions):
             yield ray
         finally:
             ray.shutdown()
+            _release_reaper()
 
 
 def pool_size(cluster_cpus: float, options: RayOptions) -> tuple[int, float]:
