@@ -91,14 +91,28 @@ _reaper = None
 _REAPER = """
 import os, signal, sys
 sys.stdin.buffer.read()  # returns when the driver ends, however it ends (kill -9 included): the pipe closes
-for entry in sys.argv[1:]:
-    pid, started = entry.split(":")
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+listed = dict(entry.split(":") for entry in sys.argv[1:])
+children = {}
+for name in os.listdir("/proc"):
+    if name.isdigit():
+        try:
+            children.setdefault(stat(name)[1], []).append(name)
+        except (OSError, IndexError):
+            pass
+doomed, todo = [], [pid for pid, started in listed.items() if os.path.exists(f"/proc/{pid}") and stat(pid)[19] == started]
+while todo:  # the processes the cluster had, and what they started since (the workers), before any is killed
+    pid = todo.pop()
+    doomed.append(pid)
+    todo.extend(children.get(pid, ()))
+for pid in doomed:
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            same = fh.read().rsplit(")", 1)[1].split()[19] == started  # not a new process that got the number
-        if same:
-            os.kill(int(pid), signal.SIGKILL)
-    except (OSError, IndexError):
+        os.kill(int(pid), signal.SIGKILL)
+    except OSError:
         pass
 """
 
@@ -125,7 +139,9 @@ def _processes_under(root: int) -> list[str]:
 def _reap_when_gone() -> None:
     """Start a small process that kills the cluster this driver started once the driver is gone. Ray stops
     its own processes on a clean exit, but after a kill -9 of the driver two agents (DashboardAgent,
-    RuntimeEnvAgent) stayed alive for good (measured: still there after 60 s)."""
+    RuntimeEnvAgent) stayed alive for good (measured: still there after 60 s), and workers took up to
+    30 s to notice. The reaper kills the processes the cluster had when it started (pid and start time
+    checked, so a reused number is never hit) and every process they started since."""
     global _reaper
     import subprocess
 
