@@ -24,7 +24,22 @@ from mldeploy.cli.console import App, state
 
 app = App(
     name="mldeploy",
-    help="Local object detection and deployment rehearsal for detection models.",
+    help="""Local object detection and deployment rehearsal for detection models.
+
+    Examples:
+        mldeploy detect sample_images/
+        mldeploy shadow --new v2 sample_images/
+        mldeploy serve
+
+    Exit codes:
+        0  success (a rehearsal: PASS or REPORT ONLY)
+        1  some inputs failed (each is named)
+        2  usage error
+        3  FAIL: a release gate failed
+        4  a model cannot be loaded
+        5  the state store cannot be read or written
+        6  INCONCLUSIVE: too little evidence for a gate
+    """,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -43,11 +58,7 @@ def main_callback(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    """Local object detection and deployment rehearsal for detection models.
-
-    Exit codes: 0 success, 1 some inputs failed, 2 usage error, 3 a release gate failed or was
-    inconclusive (shadow, canary), 4 model cannot be loaded, 5 the state store cannot be read or written.
-    """
+    """Options of every command."""
     if debug:
         state.debug = True
     else:  # TensorFlow's C++ start-up lines (oneDNN, CUDA probes, absl) are noise to a user; --debug shows them

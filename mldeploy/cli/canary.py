@@ -40,13 +40,23 @@ def canary(
 ) -> None:
     """Send a growing share of the images to the new version, checking the gates at every step.
 
-    Routing is sticky per image and the same on every run. The first failing step rolls back: the old
-    version stays (or becomes again) live and the history says why; exit 3. A step with too little
-    evidence is inconclusive and the rollout keeps ramping; the last step decides: PASS promotes the new
-    version (unless --dry-run), INCONCLUSIVE rolls back unless --inconclusive pass.
+    Routing is sticky per image and the same on every run. The first failing step rolls back (the
+    history says why); an inconclusive step keeps ramping, and the last step decides: PASS promotes
+    (unless --dry-run), INCONCLUSIVE rolls back unless --inconclusive pass.
 
-    Exit codes: 0 promoted (or would be, with --dry-run), 3 rolled back, 1 some images could not be
-    read, 2 usage error, 4 a version cannot be loaded, 5 the state store cannot be written.
+    Examples:
+        mldeploy canary --new v2 ./imgs --dry-run
+        mldeploy canary --old v1 --new v2 ./imgs --steps 10,50,100 --junit canary.xml
+        mldeploy canary --capture ./capture --new v3 --dry-run
+
+    Exit codes:
+        0  promoted (or would be, with --dry-run)
+        1  some images could not be read, or the old version failed on them
+        2  usage error
+        3  FAIL: a gate failed; rolled back
+        4  a version cannot be loaded
+        5  the state store cannot be read or written
+        6  INCONCLUSIVE at the last step: rolled back (more images, or --inconclusive pass)
     """
     from mldeploy.rollout.spec import CanarySteps, Comparison, Inputs, RehearsalSpec
 

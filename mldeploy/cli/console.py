@@ -73,9 +73,20 @@ def guarded(func: Callable) -> Callable:
 
 class App(typer.Typer):
     """A Typer app whose every command and callback runs inside :func:`error_boundary`: the error
-    boundary is applied here, once, instead of in each command."""
+    boundary is applied here, once, instead of in each command. Help and usage errors are
+    :mod:`mldeploy.cli.help`'s: plain text, without rich's boxes or its import time."""
+
+    def __init__(self, *args, **kwargs):
+        from mldeploy.cli import help as help_
+
+        kwargs.setdefault("cls", help_.Group)
+        kwargs.setdefault("rich_markup_mode", None)
+        super().__init__(*args, **kwargs)
 
     def command(self, *args, **kwargs):
+        from mldeploy.cli import help as help_
+
+        kwargs.setdefault("cls", help_.Command)
         register = super().command(*args, **kwargs)
         return lambda func: register(guarded(func))
 

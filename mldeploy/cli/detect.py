@@ -37,8 +37,17 @@ def detect(
 ) -> None:
     """Detect objects in images and print what was found. A bare model name means its live version.
 
-    Exit codes: 0 all images processed, 1 some inputs failed (each is named), 2 usage error,
-    4 model cannot be loaded (e.g. weight files missing), 5 the state store cannot be read.
+    Examples:
+        mldeploy detect sample_images/
+        mldeploy detect photo.jpg -m people --save annotated/
+        mldeploy detect ./imgs -m faces@v2 --format jsonl > detections.jsonl
+
+    Exit codes:
+        0  every image processed
+        1  some inputs failed (each is named)
+        2  usage error
+        4  the model cannot be loaded (e.g. weight files missing)
+        5  the state store cannot be read
     """
     from mldeploy.rollout.gates import exit_code
     from mldeploy.rollout.runs import run_detect

@@ -24,13 +24,22 @@ def eval_command(
     output=REPORTS,
     gates=EVAL_GATES,
 ) -> None:
-    """Score a version against ground-truth labels: precision, recall, AP@0.5 and mAP@0.5:0.95 (COCO),
-    per label, a confusion table and each image's true positives, false positives and misses.
+    """Score a version against ground-truth labels: precision, recall, AP@0.5 and mAP@0.5:0.95 (COCO).
 
+    Per label too, with a confusion table and each image's true positives, false positives and misses.
     Images are paired with labels by their path relative to the folder given, else by file name.
 
-    Exit codes: 0 every image scored, 1 some images or labels were skipped (each named) or could not be
-    read, 2 usage error or labels that cannot be read, 3 --min-map failed, 4 the version cannot be loaded.
+    Examples:
+        mldeploy eval sample_images/ --labels sample_images/labels/faces.json
+        mldeploy eval ./val -m faces@v2 --labels ./val/labels --min-map 0.4 --junit eval.xml
+
+    Exit codes:
+        0  every image scored
+        1  some images or label entries were skipped (each is named) or could not be read
+        2  usage error, or labels that cannot be read
+        3  FAIL: --min-map failed
+        4  the version cannot be loaded
+        5  the state store cannot be read
     """
     from mldeploy.report.evaluation import eval_run_to_dict, eval_tables, write_eval_html, write_eval_json, write_eval_junit
     from mldeploy.rollout.gates import exit_code

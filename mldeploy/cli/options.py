@@ -24,67 +24,65 @@ from mldeploy.rollout.gates import AGREEMENT_QUALITY, GATES
 
 StateDirOption = Annotated[
     Optional[Path],
-    typer.Option("--state-dir", envvar="MLDEPLOY_STATE_DIR", show_default=False,
+    typer.Option("--state-dir", envvar="MLDEPLOY_STATE_DIR", show_default=False, metavar="DIR",
                  help="Where live versions and history are kept \\[default: ./.mldeploy]."),
 ]
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", envvar="MLDEPLOY_CONFIG", show_default=False,
-                 help="Project file with your own versions and gates \\[default: ./mldeploy.toml if present]."),
+    typer.Option("--config", envvar="MLDEPLOY_CONFIG", show_default=False, metavar="FILE",
+                 help="Project file: your versions and gates \\[default: ./mldeploy.toml if present]."),
 ]
 
 
 CaptureOption = Annotated[Optional[Path], typer.Option(
     "--capture", metavar="DIR", show_default=False,
-    help="Replay a server's capture (serve --capture) instead of image files: the answers the live version gave are the reference, "
-         "so it does not run again (latency ratio gates: not measured).")]
+    help="Replay a server's capture (serve --capture) instead of images: its live answers are the reference.")]
 _LABELS = typer.Option("--labels", metavar="FILE|DIR", show_default=False, rich_help_panel="Ground truth",
-                       help="Ground-truth labels: a COCO .json, a YOLO data.yaml or folder of .txt, or a folder of Pascal VOC .xml.")
+                       help="Ground truth: a COCO .json, a YOLO data.yaml or .txt folder, or a Pascal VOC .xml folder.")
 LabelsOption = Annotated[Optional[Path], _LABELS]
 LabelMapOption = Annotated[Optional[str], typer.Option(
     "--label-map", metavar="TRUTH=MODEL,...", show_default=False, rich_help_panel="Ground truth",
-    help="Label class names to the model's (person=face), or a file of such lines; NAME=- leaves a class out \\[default: \\[labels.map] in mldeploy.toml].")]
+    help="Label names to the model's (person=face), or a file of such lines; NAME=- drops a class \\[default: \\[labels.map]].")]
 NamesOption = Annotated[Optional[Path], typer.Option(
     "--names", metavar="FILE", show_default=False, rich_help_panel="Ground truth",
-    help="YOLO labels: the class names, one per line (or a data.yaml) \\[default: classes.txt or data.yaml beside them].")]
+    help="YOLO class names, one a line, or a data.yaml \\[default: classes.txt or data.yaml beside the labels].")]
 EngineOption = Annotated[str, typer.Option(
     "--engine", metavar="local|ray", rich_help_panel="Engine",
     help="local: this process; ray: a Ray cluster (pip install 'mldeploy\\[ray]').")]
 AddressOption = Annotated[Optional[str], typer.Option(
-    "--address", show_default=False, rich_help_panel="Engine",
-    help="With --engine ray: auto (the running cluster) or ray://HOST:10001 \\[default: a cluster of this machine for this run].")]
+    "--address", show_default=False, rich_help_panel="Engine", metavar="ADDRESS",
+    help="Ray: auto (the running cluster) or ray://HOST:10001 \\[default: a cluster of this machine, for this run].")]
 ActorsOption = Annotated[Optional[int], typer.Option(
     "--actors", min=1, show_default=False, rich_help_panel="Engine",
-    help="With --engine ray: replay actors, each loading both versions once \\[default: what leaves one CPU for reading].")]
+    help="Ray actors, each loading the versions once \\[default: what leaves one CPU for reading].")]
 ActorCpusOption = Annotated[Optional[float], typer.Option(
     "--actor-cpus", min=0.05, show_default=False, rich_help_panel="Engine",
-    help="With --engine ray: CPUs per actor \\[default: 1, or 0.5 on clusters under 4 CPUs].")]
+    help="CPUs per Ray actor \\[default: 1, or 0.5 on clusters under 4 CPUs].")]
 
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model that bare versions belong to.")]
-IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="Least IoU for two boxes of the same label to match.")]
-DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0,
-                                               help="A matched pair under this IoU has drifted: the image disagrees, and --max-drift counts it.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Model that bare versions belong to.")]
+IouOption = Annotated[float, typer.Option("--iou", min=0.05, max=1.0, metavar="IOU", help="Least IoU for two boxes of a label to match.")]
+DriftIouOption = Annotated[float, typer.Option("--drift-iou", min=0.05, max=1.0, metavar="IOU",
+                                               help="A match under this IoU has drifted (--max-drift counts it).")]
 PolicyOption = Annotated[Optional[str], typer.Option(
-    "--gates", show_default=False, metavar="default|none", rich_help_panel="Gates (exit 3 when one fails)",
-    help="The default policy's bounds apply unless a flag or \\[gates] says otherwise; 'none' switches them off "
-         "(a run without a quality gate then says REPORT ONLY) \\[default: default].")]
+    "--gates", show_default=False, metavar="default|none", rich_help_panel="Gates (exit 3: one failed, 6: inconclusive)",
+    help="default: the default policy's bounds where no flag or \\[gates] sets one; none: only the bounds you give "
+         "\\[default: default].")]
 InconclusiveOption = Annotated[Optional[str], typer.Option(
-    "--inconclusive", show_default=False, metavar="fail|pass", rich_help_panel="Gates (exit 3 when one fails)",
-    help="What a gate with too little evidence means at the end of the run \\[default: fail].")]
-ClassesOption = Annotated[Optional[str], typer.Option("--classes", show_default=False, help="Compare only these labels, comma separated.")]
-TopOption = Annotated[int, typer.Option("--top", min=0, help="Show the N most disagreeing images.")]
-ReportOption = Annotated[Optional[Path], typer.Option("--report", show_default=False, rich_help_panel="Reports",
-                                                      help="Write the full result as JSON here: every image (a long replay: its errors and most disagreeing; "
-                                                           "every row goes to --records), and a canary's timeline.")]
-JunitOption = Annotated[Optional[Path], typer.Option("--junit", show_default=False, rich_help_panel="Reports",
-                                                     help="Write JUnit XML here: a test case per gate and per image listed.")]
-HtmlOption = Annotated[Optional[Path], typer.Option("--html", show_default=False, rich_help_panel="Reports",
-                                                    help="Write an HTML report into this folder: summary and disagreeing images side by side.")]
+    "--inconclusive", show_default=False, metavar="fail|pass", rich_help_panel="Gates (exit 3: one failed, 6: inconclusive)",
+    help="A gate with too little evidence: fail (exit 6), or pass (the verdict says so) \\[default: fail].")]
+ClassesOption = Annotated[Optional[str], typer.Option("--classes", show_default=False, metavar="LABELS",
+                                                      help="Compare only these labels, comma separated.")]
+TopOption = Annotated[int, typer.Option("--top", min=0, metavar="N", help="Show the N most disagreeing images.")]
+ReportOption = Annotated[Optional[Path], typer.Option("--report", show_default=False, rich_help_panel="Reports", metavar="FILE",
+                                                      help="Write the result as JSON (a long replay: its errors and most disagreeing images).")]
+JunitOption = Annotated[Optional[Path], typer.Option("--junit", show_default=False, rich_help_panel="Reports", metavar="FILE",
+                                                     help="Write JUnit XML: a case per gate and per image listed.")]
+HtmlOption = Annotated[Optional[Path], typer.Option("--html", show_default=False, rich_help_panel="Reports", metavar="DIR",
+                                                    help="Write an HTML report into this folder.")]
 RecordsOption = Annotated[Optional[Path], typer.Option(
     "--records", metavar="DIR", show_default=False, rich_help_panel="Reports",
-    help="Write every image's row into this folder as it finishes (records.jsonl or records.parquet); a long replay's reports list "
-         "only its errors and most disagreeing images.")]
+    help="Write every image's row into this folder as it finishes.")]
 class RecordsFormat(str, Enum):
     jsonl = "jsonl"
     parquet = "parquet"
@@ -92,10 +90,10 @@ class RecordsFormat(str, Enum):
 
 RecordsFormatOption = Annotated[RecordsFormat, typer.Option(
     "--records-format", rich_help_panel="Reports",
-    help="Format of --records: JSON lines, or Parquet (needs pyarrow: pip install 'mldeploy\\[s3]').")]
+    help="jsonl, or parquet (pip install 'mldeploy\\[s3]').")]
 ParallelOption = Annotated[bool, typer.Option(
-    "--parallel", help="Run the two versions at the same time on two threads: faster only when a version leaves a core idle "
-    "(faces@v2, about 7%); slower for OpenCV models, which already use every core; inflates both latencies.")]
+    "--parallel", rich_help_panel="Engine",
+    help="Both versions at once on two threads: faster only when a version leaves a core idle; inflates both latencies.")]
 
 
 def project(state_dir: Path | None, config: Path | None):
@@ -185,8 +183,8 @@ class ReportFormat(str, Enum):
     json = "json"
 
 
-FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="table for people; json prints the full result on stdout.")]
-ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (when it is a terminal).")]
+FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="table, or json: the full result on stdout.")]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr: a bar on a terminal, else a line every 10% or 30 s.")]
 
 
 @dataclass(frozen=True)
@@ -218,7 +216,9 @@ REPORTS = Group(_REPORT_OPTIONS, _reports)
 REPLAY_REPORTS = Group({**_REPORT_OPTIONS, "records": (RecordsOption, None), "records_format": (RecordsFormatOption, RecordsFormat.jsonl)},
                        _reports)
 
-GATES_PANEL = "Gates (exit 3 when one fails)"
+GATES_PANEL = "Gates (exit 3: one failed, 6: inconclusive)"
+#: A gate's value as a user types it.
+UNIT_METAVARS = {"%": "SHARE", "ms": "MS", "x": "RATIO", "n": "N"}
 
 
 def _gate_option(gate) -> tuple[Any, None]:
@@ -229,9 +229,9 @@ def _gate_option(gate) -> tuple[Any, None]:
         default = f" \\[default: {gate.default:g}; none with --labels]"
     elif gate.truth:
         default = " (needs --labels)"
-    unit = " (milliseconds)" if gate.unit == "ms" else " (a share from 0 to 1)" if gate.unit == "%" else ""
     option = typer.Option(gate.flag, show_default=False, rich_help_panel=GATES_PANEL,
-                          help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{unit}{default}.")
+                          metavar=UNIT_METAVARS.get(gate.unit, "SHARE" if gate.share else "NUMBER"),
+                          help=f"{'Upper' if gate.kind == 'max' else 'Lower'} bound on the {gate.what}{default}.")
     return Annotated[Optional[float], option], None
 
 
@@ -248,5 +248,5 @@ GATES_GROUP = Group({"policy": (PolicyOption, None), "inconclusive": (Inconclusi
 EVAL_GATES = Group({"min_map": _gate_option(GATES["min_map"])}, _gates)
 
 PathsArgument = Annotated[Optional[List[str]], typer.Argument(
-    metavar="[PATH]...", show_default=False,
-    help="Image files, folders (searched recursively), glob patterns, s3://bucket/prefix and @MANIFEST (a path or URI a line).")]
+    metavar="PATH", show_default=False,
+    help="Image files, folders (recursive), globs, s3://bucket/prefix, or @MANIFEST (a path or URI a line).")]

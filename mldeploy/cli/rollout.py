@@ -28,6 +28,10 @@ def promote(
     """Make VERSION the live version of MODEL: every later detect (and the server's live route) uses it.
 
     The switch is one transaction, recorded in the history; 'mldeploy rollback MODEL' switches back.
+
+    Examples:
+        mldeploy promote faces v2 --reason "shadow passed on 2,000 images"
+        mldeploy promote faces@v2
     """
     from mldeploy.errors import UsageError
     from mldeploy.rollout.releases import promote as do_promote
@@ -55,7 +59,11 @@ def rollback(
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Switch MODEL back to the version that was live before the current one (again: back again)."""
+    """Switch MODEL back to the version that was live before the current one (again: back again).
+
+    Examples:
+        mldeploy rollback faces --reason "p95 doubled"
+    """
     from mldeploy.models import parse_ref
     from mldeploy.rollout.releases import rollback as do_rollback
 
@@ -71,7 +79,12 @@ def history(
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Every change of live version, oldest first: from, to, when, why, and by which command."""
+    """Every change of live version, oldest first: from, to, when, why, and by which command.
+
+    Examples:
+        mldeploy history
+        mldeploy history faces --format json
+    """
     from dataclasses import asdict
 
     from rich.table import Table
@@ -113,6 +126,12 @@ def route(
     """Live routing for running servers: start or stop a shadow, set or stop a canary and its weight.
 
     Servers watching the same state directory apply a change within a second.
+
+    Examples:
+        mldeploy route
+        mldeploy route faces --shadow v2
+        mldeploy route faces --canary v2 --weight 10
+        mldeploy route faces --no-canary
     """
     from mldeploy.errors import UsageError
     from mldeploy.rollout.releases import set_route

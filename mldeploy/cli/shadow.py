@@ -12,8 +12,8 @@ from mldeploy.cli.options import (
 )
 from mldeploy.cli.reporting import rehearse
 
-NewOption = Annotated[str, typer.Option("--new", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False)]
-OldOption = Annotated[Optional[str], typer.Option("--old", help="The reference \\[default: the live version of --model].", show_default=False)]
+NewOption = Annotated[str, typer.Option("--new", metavar="VERSION", help="The candidate: a version of --model (v2) or NAME@VERSION.", show_default=False)]
+OldOption = Annotated[Optional[str], typer.Option("--old", metavar="VERSION", help="The reference \\[default: the live version of --model].", show_default=False)]
 
 
 @with_groups
@@ -34,12 +34,22 @@ def shadow(
 ) -> None:
     """Run two versions on the same images and report where they disagree (the old one is the reference).
 
-    The default policy gates recall, precision, drift, p50 and p95 latency and errors; --gates none
-    turns it off (a run with no quality gate then says REPORT ONLY, not PASS).
+    The default policy gates recall, precision, drift, latency and errors; --gates none keeps only the
+    bounds you give. The last line on stderr is the verdict: PASS, FAIL, INCONCLUSIVE or REPORT ONLY.
 
-    Exit codes: 0 PASS or REPORT ONLY, 3 a gate failed or was inconclusive (each is named with its figure,
-    bound and evidence), 1 some images could not be read or the old version failed on them, 2 usage error,
-    4 a version cannot be loaded, 5 the state store cannot be read.
+    Examples:
+        mldeploy shadow --new v2 sample_images/
+        mldeploy shadow --old v1 --new v2 ./imgs --labels labels.json --junit shadow.xml
+        mldeploy shadow --capture ./capture --new v3 --report shadow.json
+
+    Exit codes:
+    0  PASS or REPORT ONLY
+    1  some images could not be read, or the old version failed on them
+    2  usage error
+    3  FAIL: a gate failed (each is named with its figure, bound and evidence)
+    4  a version cannot be loaded
+    5  the state store cannot be read or written
+    6  INCONCLUSIVE: too little evidence for a gate (more images, or --inconclusive pass)
     """
     from mldeploy.rollout.spec import Comparison, Inputs, RehearsalSpec
 

@@ -80,8 +80,7 @@ GATES: dict[str, Gate] = {
              "disagreement", "%", share=True, quality=True),
         Gate("min_precision", "min", lambda s: s.agreement.precision, "share of new boxes that match an old box", "precision",
              default=0.95, share=True, quality=True),
-        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds (an error counts its "
-             "image's old boxes as missing)", "recall", default=0.95, share=True, quality=True),
+        Gate("min_recall", "min", lambda s: s.agreement.recall, "share of old boxes the new version also finds", "recall", default=0.95, share=True, quality=True),
         Gate("min_f1", "min", lambda s: s.agreement.f1, "F1 of precision and recall", "F1", share=True, quality=True),
         Gate("min_mean_iou", "min", _mean_iou, "mean IoU of matched boxes", "mean IoU", share=True, quality=True),
         Gate("max_drift", "max", lambda s: s.agreement.drift, "share of matched boxes that drifted (IoU under --drift-iou)", "drift", "%",
@@ -90,7 +89,7 @@ GATES: dict[str, Gate] = {
              "count change", "%", quality=True),
         Gate("max_latency_ratio", "max", lambda s: s.latency_ratio, "new p50 latency / old p50 latency, per image pair", "p50 ratio", "x",
              default=1.25, interval=lambda s: s.p50_ratio),
-        Gate("max_p95_ratio", "max", lambda s: s.p95_ratio, "new p95 latency / old p95 latency, per image pair (the tail)", "p95 ratio", "x",
+        Gate("max_p95_ratio", "max", lambda s: s.p95_ratio, "new p95 latency / old p95 latency, per image pair", "p95 ratio", "x",
              default=1.5, interval=lambda s: s.p95_ratio_estimate),
         Gate("max_p95_ms", "max", lambda s: s.new_latency.p95, "new version's p95 latency", "p95 latency", "ms"),
         Gate("max_error_rate", "max", lambda s: s.error_rate, "share of requests the new version failed on", "error rate", "%", share=True),
