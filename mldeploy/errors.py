@@ -7,8 +7,11 @@ adapters translate errors the same way and never guess.
 from __future__ import annotations
 
 
-#: The exit code of a rehearsal whose gates failed (shadow, canary): it wins over 1.
+#: The exit code of a rehearsal whose gates failed (shadow, canary, eval): it wins over 1.
 EXIT_GATE_FAILED = 3
+#: The exit code of a rehearsal a gate could not judge (too few images): a CI job may retry with more
+#: images instead of blocking. It wins over 1.
+EXIT_INCONCLUSIVE = 6
 
 
 class MldeployError(Exception):

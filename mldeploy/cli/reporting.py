@@ -10,9 +10,9 @@ from pathlib import Path
 
 import typer
 
-from mldeploy.cli.console import err_console, error_line, escape, out_console, progress_bar
+from mldeploy.cli.console import err_console, error_line, escape, loading_status, out_console, progress_bar
 from mldeploy.cli.options import Output, ReportFormat
-from mldeploy.errors import EXIT_GATE_FAILED, OutputError
+from mldeploy.errors import OutputError
 
 
 #: Errors named one a line on stderr; the rest are counted (every one is in the JSON report or --records).
@@ -27,10 +27,13 @@ def rehearse(project, spec, output: Output) -> None:
     files = output.files
 
     def show_step(step) -> None:
-        err_console.print(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}")
+        deciding = step.failed_gates or step.inconclusive_gates
+        which = f" ({', '.join(g.gate.flag for g in deciding)})" if deciding and step.verdict in ("fail", "inconclusive") else ""
+        err_console.print(escape(f"step {step.share:g}%: {step.canary_requests} canary requests, {step.verdict}{which}"))
 
-    with progress_bar(spec.kind, output.progress, len(r.images)) as advance, recording(files.records, files.records_format, r.truths, advance) as on_record:
-        result = rehearsal.run(r, spec, on_record=on_record, on_step=show_step if err_console.is_terminal else None)
+    with progress_bar(spec.kind, output.progress) as advance, recording(files.records, files.records_format, r.truths, advance) as on_record:
+        advance.start(len(r.images))
+        result = rehearsal.run(r, spec, on_record=on_record, on_step=show_step, loading=loading_status)
     if result.decision is not None:
         _say_decision(result.decision)
     finish(result, output.format, files.json, files.junit, files.html, output.top)
@@ -110,17 +113,29 @@ def finish(report, output: ReportFormat, json_path: Path | None, junit: Path | N
     v = report.verdict
     for g in v.deciding if not v.ok else ():
         error_line(f"gate {'failed' if g.failed else 'inconclusive'}: {escape(g.message)}")
-    where = f"({escape(s.old)} -> {escape(s.new)}, {s.compared} images compared, {report.wall_seconds:.1f} s)"
     for exc in unwritten:
         error_line(escape(str(exc)))
     code = exit_code(report)
-    if code == EXIT_GATE_FAILED:
-        advice = " (more images, or --inconclusive pass)" if v.status == "inconclusive" else ""
-        err_console.print(f"[bold red]{escape(v.headline)}[/] {where}{advice}")
+    print_verdict(report)
+    if not v.ok:
         raise typer.Exit(code)
-    colour = "bold green" if v.status == "pass" else "bold yellow"
-    err_console.print(f"[{colour}]{escape(v.headline)}[/] {where}")
     if unwritten:
         raise typer.Exit(unwritten[0].exit_code)
     if code:
         raise typer.Exit(code)
+
+
+def verdict_line(report) -> str:
+    """The verdict as one line, first word PASS, FAIL, INCONCLUSIVE or REPORT ONLY, then what was compared
+    and how long loading and the run took: ``FAIL: --min-recall (faces@v1 -> faces@v2, 5 images compared,
+    load 3.9 s, run 2.1 s)``."""
+    v, s = report.verdict, report.summary
+    load = f"load {report.load_seconds:.1f} s, " if report.load_seconds else ""
+    advice = "; more images, or --inconclusive pass" if v.status == "inconclusive" else ""
+    return f"{v.headline} ({s.old} -> {s.new}, {s.compared} images compared, {load}run {report.wall_seconds:.1f} s{advice})"
+
+
+def print_verdict(report) -> None:
+    colour = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold red"}.get(report.verdict.status, "bold yellow")
+    head, _, rest = verdict_line(report).partition(": ")
+    err_console.print(f"[{colour}]{escape(head)}:[/] {escape(rest)}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console
 from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, StateDirOption
 
 
@@ -15,8 +16,8 @@ def serve(
     model: Annotated[List[str], typer.Option("--model", "-m", metavar="NAME", help="Model to serve (repeat); the first answers /predict.")] = [DEFAULT_MODEL, "people"],
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", rich_help_panel="Capture and shadow", help="Start a shadow: MODEL=VERSION, e.g. faces=v2 (repeatable).", show_default=False)] = [],
-    canary: Annotated[List[str], typer.Option("--canary", metavar="MODEL=VERSION:WEIGHT", help="Start a canary: MODEL=VERSION:WEIGHT%, e.g. faces=v2:10.", show_default=False)] = [],
+    shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", rich_help_panel="Capture and shadow", help="Start a shadow (faces=v2; repeatable). Saved in the state: it outlives this server, for every server on the state, until 'mldeploy route MODEL --no-shadow'.", show_default=False)] = [],
+    canary: Annotated[List[str], typer.Option("--canary", metavar="MODEL=VERSION:WEIGHT", help="Start a canary (faces=v2:10, percent). Saved in the state, like --shadow, until 'mldeploy route MODEL --no-canary'.", show_default=False)] = [],
     canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
     canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
@@ -36,7 +37,7 @@ def serve(
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds a model may take on one request (503 after).")] = 30,
     header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, help="Seconds a client may take to send its request headers (connection closed after).")] = 10,
     body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, help="Seconds a client may take to send its request body (408 after).")] = 30,
-    log_level: Annotated[str, typer.Option("--log-level", help="Log level of mldeploy's lines and uvicorn's: debug, info, warning, error.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="debug|info|warning|error", help="Log level of mldeploy's lines and uvicorn's.")] = "info",
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json", help="text for people, json for a log shipper (one object a line).")] = "text",
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
@@ -45,7 +46,21 @@ def serve(
 
     Endpoints: POST /predict, /models/NAME/predict, /count-NAME/; GET /models, /models/NAME/shadow,
     /healthz, /readyz, /metrics, / (a page); admin endpoints under /admin need MLDEPLOY_ADMIN_TOKEN.
-    Routing changes made with 'mldeploy promote', 'rollback' or 'route' reach a running server within a second.
+    Routing changes made with 'mldeploy promote', 'rollback' or 'route' reach a running server within a
+    second. --shadow and --canary are written into the state at start-up, as 'mldeploy route' would: they
+    stay after the server stops (start-up says so), and 'mldeploy route MODEL --no-shadow' ends them.
+    The port and the state are checked before any model loads.
+
+    Examples:
+        mldeploy serve
+        mldeploy serve -m faces --shadow faces=v2 --capture ./capture
+        mldeploy serve --port 0 --log-format json
+
+    Exit codes:
+        0  stopped (Ctrl-C, SIGTERM)
+        2  usage error: a bad flag, an unknown model, the port in use or not allowed, a capture folder that cannot be used
+        4  a model cannot be loaded
+        5  the state store cannot be read (or, with --shadow or --canary, written)
     """
     import math
 
@@ -79,13 +94,13 @@ def serve(
             registry.resolve(f"{name}@{version}")
             if version == registry.default_version(name):
                 raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
+    project.store().live_versions()  # a state that cannot be read is exit 5 now, before any model loads
     if cfg.shadow or cfg.canary:  # they are written into the state at start-up: a read-only one is exit 5 now, not a traceback later
         project.store().check_writable()
     if cfg.capture_dir is not None:  # a folder that is not a capture, or cannot be written: say so now, exit 2
         from mldeploy.capture import CaptureStore
 
         CaptureStore(cfg.capture_dir, cfg.capture_max_bytes).close()
-    err_console.print(f"mldeploy serve: {', '.join(cfg.models)} on http://{host}:{port} (loading models...)")
     from mldeploy.server.logs import FORMATS, log_config
     from mldeploy.server.protocol import with_header_timeout
 
@@ -93,6 +108,35 @@ def serve(
         raise UsageError(f"--log-format {log_format!r}: choose {' or '.join(FORMATS)}")
     if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise UsageError(f"--log-level {log_level!r}: choose debug, info, warning or error")
+    sock = bind(host, port)  # before any model loads: a busy port is one line and exit 2, not a load and a crash
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(cfg), host=host, port=bound, log_level=log_level, timeout_graceful_shutdown=30, http=with_header_timeout(cfg.header_timeout),
+                            log_config=log_config(log_level, log_format))  # configures logging: every line from here is text or JSON
+    logging.getLogger("mldeploy.server").info("starting on http://%s:%d: %s (loading models...)", host, bound, ", ".join(cfg.models),
+                                              extra={"url": f"http://{host}:{bound}", "models": list(cfg.models)})
+    uvicorn.Server(config).run(sockets=[sock])
 
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
-                http=with_header_timeout(cfg.header_timeout), log_config=log_config(log_level, log_format))
+
+def bind(host: str, port: int):
+    """A listening socket on ``host:port``, as uvicorn would open it; a port in use or not allowed is a
+    UsageError (exit 2) naming it."""
+    import socket
+
+    from mldeploy.errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "in use (another server?): choose another --port, or --port 0 for a free one" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise UsageError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -15,7 +15,10 @@ class MTCNNDetector(Detector):
         super().__init__(spec)
         # TensorFlow's C++ start-up chatter goes to stderr; keep it down unless the user asked for it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from mtcnn import MTCNN  # imports TensorFlow: only when this model is really used
+        from mldeploy.models.tfimport import import_tensorflow
+
+        import_tensorflow()  # only when this model is really used; quiet, as the command line asks
+        from mtcnn import MTCNN
 
         self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device=spec.options.get("device", "CPU:0"))
         self._min_face_size = int(spec.options.get("min_face_size", 20))

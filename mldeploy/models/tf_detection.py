@@ -76,9 +76,9 @@ class SavedModelDetector(_TFDetector):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        import tensorflow as tf
+        from mldeploy.models.tfimport import import_tensorflow
 
-        self._tf = tf
+        tf = self._tf = import_tensorflow()
         model = tf.saved_model.load(str(spec.files["saved_model"]))
         signature = spec.options.get("signature", "serving_default")
         if signature not in model.signatures:
@@ -114,7 +114,9 @@ def _interpreter_class():
     except ImportError:
         import warnings
 
-        import tensorflow as tf
+        from mldeploy.models.tfimport import import_tensorflow
+
+        tf = import_tensorflow()
 
         class Quiet(tf.lite.Interpreter):
             def __init__(self, *args, **kwargs):

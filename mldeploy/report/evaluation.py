@@ -51,7 +51,8 @@ def eval_junit(run: EvalRun, gates: Sequence = ()) -> bytes:
     props = ET.SubElement(root, "properties")
     for key, value in (("precision", e.precision), ("recall", e.recall), ("map50", e.map50), ("map", e.map)):
         ET.SubElement(props, "property", name=key, value=fmt.score(value))
-    gates_suite(root, gates, "mldeploy.eval.gates")
+    ET.SubElement(props, "property", name="verdict", value=verdict(list(gates)).headline)
+    gates_suite(root, verdict(list(gates)), "mldeploy.eval.gates")
     label_problems_case(root, run.problems, "mldeploy.eval.labels")
     images = ET.SubElement(root, "testsuite", name="images")
     for s in e.images:

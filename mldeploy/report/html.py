@@ -139,7 +139,9 @@ def gates_html(gates, verdict) -> str:
     decided = f"<p><b>{esc(verdict.headline)}</b>" + "".join(f"<br><code>{esc(g.message)}</code>" for g in verdict.deciding if not verdict.ok) + "</p>"
     status = {"pass": '<span class="pass">pass</span>', "fail": '<span class="fail">FAIL</span>',
               "inconclusive": '<span class="inconclusive">INCONCLUSIVE</span>', "not measured": "not measured"}
-    rows = [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence), status[g.status])
+    unjudged = {g.name: ("inconclusive, let through by --inconclusive pass" if verdict.ok else "inconclusive (did not decide)") for g in verdict.unjudged}
+    rows = [(f"<code>{esc(g.gate.flag)}</code>", esc(g.gate.show(g.value, g.gate.scaled(g.bound))), esc(g.bound_text), esc(g.evidence),
+             f'<span class="inconclusive">{esc(unjudged[g.name])}</span>' if g.name in unjudged else status[g.status])
             for g in gates]
     return decided + _rows(rows, ("gate", "value", "bound", "evidence", "result"))
 

@@ -38,7 +38,7 @@ def junit_xml(report: Report) -> bytes:
     if not report.complete:  # a long replay: the cases are its errors and most disagreeing images
         listed = images_listed(report)
         ET.SubElement(properties, "property", name="images_listed", value=f"{listed['listed']} of {listed['of']}: {listed['which']}")
-    gates_suite(root, report.gates, f"mldeploy.{report.kind}.gates", report.on_inconclusive)
+    gates_suite(root, verdict, f"mldeploy.{report.kind}.gates")
     if report.truths is not None:
         label_problems_case(root, report.truths.problems, f"mldeploy.{report.kind}.labels")
     images = ET.SubElement(root, "testsuite", name="images")
@@ -73,15 +73,21 @@ def write_junit(path: Path, report: Report, protect: Sequence[Path] = ()) -> Pat
     return atomic_write(path, junit_xml(report), protect)
 
 
-def gates_suite(root: ET.Element, gates, classname: str, on_inconclusive: str = "fail") -> ET.Element:
-    """Suite ``gates``: a case per gate; a failure when it failed, or was inconclusive and inconclusive
-    fails the run; skipped when inconclusive and let through, or not measured."""
+def gates_suite(root: ET.Element, verdict, classname: str) -> ET.Element:
+    """Suite ``gates``: a case per gate. The failures are exactly the verdict's deciding gates when it does
+    not let the version through (the gates its headline names); an inconclusive gate that did not decide
+    (let through by ``--inconclusive pass``, or beside failed gates) and a gate not measured are skipped,
+    saying why."""
     suite = ET.SubElement(root, "testsuite", name="gates")
-    for g in gates:
+    deciding = {g.name for g in verdict.deciding} if not verdict.ok else set()
+    for g in verdict.ran:
         case = ET.SubElement(suite, "testcase", classname=classname, name=g.gate.flag)
-        if g.failed or (g.status == "inconclusive" and on_inconclusive == "fail"):
+        if g.name in deciding:
             ET.SubElement(case, "failure", message=g.message, type="GateFailed" if g.failed else "GateInconclusive").text = g.gate.what
-        elif g.status in ("inconclusive", "not measured"):
+        elif g.status == "inconclusive":
+            why = "let through by --inconclusive pass" if verdict.ok else "did not decide: the run failed on other gates"
+            ET.SubElement(case, "skipped", message=f"{g.message} ({why})")
+        elif g.status == "not measured":
             ET.SubElement(case, "skipped", message=g.message)
         else:
             ET.SubElement(case, "system-out").text = g.message

@@ -134,7 +134,11 @@ def gate_to_dict(result) -> dict[str, Any]:
 
 
 def verdict_to_dict(verdict) -> dict[str, Any]:
-    return {"status": verdict.status, "headline": verdict.headline, "deciding": [g.name for g in verdict.deciding]}
+    """The verdict as every report states it: the same deciding gates as the headline and the JUnit failures."""
+    return {"status": verdict.status, "headline": verdict.headline, "deciding": [g.name for g in verdict.deciding],
+            "let_through": [g.name for g in verdict.let_through],
+            "also_inconclusive": [g.name for g in verdict.unjudged if not verdict.ok],
+            "not_measured": [g.name for g in verdict.not_measured]}
 
 
 def evaluation_to_dict(e) -> dict[str, Any]:

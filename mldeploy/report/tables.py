@@ -149,8 +149,9 @@ def gates_table(gates: Sequence[GateResult], verdict: Verdict, policy: str | Non
     title = f"gates ({escape(policy)} policy): {escape(verdict.headline)}" if policy else f"gates: {escape(verdict.headline)}"
     table = Table(title=title, title_justify="left")
     _columns(table, "gate", "value", "bound", "evidence", "result", left=("gate", "evidence", "result"), fold=("gate", "evidence", "result"))
+    unjudged = {g.name: ("[bold yellow]INCONCLUSIVE, let through[/]" if verdict.ok else "[yellow]INCONCLUSIVE (did not decide)[/]") for g in verdict.unjudged}
     for g in gates:
-        table.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), STATUS[g.status])
+        table.add_row(g.gate.flag, g.gate.show(g.value, g.gate.scaled(g.bound)), g.bound_text, escape(g.evidence), unjudged.get(g.name, STATUS[g.status]))
     return table
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mldeploy.errors import EXIT_GATE_FAILED, ConfigError, UsageError
+from mldeploy.errors import EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, ConfigError, UsageError
 
 if TYPE_CHECKING:  # the CLI builds its gate options from GATES at start-up: no NumPy here
     from mldeploy.rollout.latency import LatencyStats, RatioEstimate
@@ -278,14 +278,25 @@ def evaluate(summary: ShadowSummary | LiveWindow, bounds: Mapping[str, float]) -
     return [_judge(GATES[name], summary, bounds[name]) for name in GATES if name in bounds]
 
 
+def _flags(gates) -> str:
+    return ", ".join(g.gate.flag for g in gates)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What the gates add up to: ``pass``, ``fail``, ``inconclusive`` or ``report only``, and the gates
-    that decided it (the failed ones, the inconclusive ones, or, for a pass, all of them)."""
+    """What the gates add up to, and why: the one verdict every report (the headline, JSON, JUnit, HTML,
+    the history's reason) reads.
+
+    ``status``: ``pass``, ``fail``, ``inconclusive`` or ``report only``. ``deciding``: the gates that
+    decided it: the failed ones, else the inconclusive ones, else (a pass) every gate that passed.
+    ``unjudged``: inconclusive gates that did not decide it: let through by ``--inconclusive pass`` on a
+    pass or report only, or beside the failed gates on a fail.
+    """
 
     status: str
     deciding: tuple[GateResult, ...]
     ran: tuple[GateResult, ...]
+    unjudged: tuple[GateResult, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -293,35 +304,58 @@ class Verdict:
         return self.status in (PASS, REPORT_ONLY)
 
     @property
+    def let_through(self) -> tuple[GateResult, ...]:
+        """Inconclusive gates that ``--inconclusive pass`` let through (a pass, or report only)."""
+        return self.unjudged if self.ok else ()
+
+    @property
+    def not_measured(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.ran if g.status == NOT_MEASURED)
+
+    @property
+    def caveat(self) -> str:
+        """``2 gates inconclusive, let through by --inconclusive pass: --max-latency-ratio, --max-p95-ratio``,
+        or ``""``: what a pass did not judge."""
+        if not self.let_through:
+            return ""
+        n = len(self.let_through)
+        return f"{n} gate{'s' if n != 1 else ''} inconclusive, let through by --inconclusive pass: {_flags(self.let_through)}"
+
+    @property
     def headline(self) -> str:
-        """``FAIL: --min-recall, --max-p95-ratio``: the verdict and the gates that decided it."""
+        """One line, first word the status: ``FAIL: --min-recall, --max-p95-ratio``; a pass names what it
+        did not judge: ``PASS (2 gates inconclusive, let through by --inconclusive pass: ...): 5 gates passed``."""
+        caveat = f" ({self.caveat})" if self.caveat else ""
         if self.status == REPORT_ONLY:
-            ran = ", ".join(g.gate.flag for g in self.ran) or "none"
-            return f"REPORT ONLY: no quality gate ran (gates: {ran})"
+            return f"REPORT ONLY{caveat}: no quality gate ran (gates: {_flags(self.ran) or 'none'})"
         if self.status == PASS:
-            unmeasured = sum(g.status == NOT_MEASURED for g in self.ran)
-            if unmeasured:
-                return f"PASS: all {len(self.ran) - unmeasured} gates measured passed ({unmeasured} not measured)"
-            return f"PASS: all {len(self.ran)} gates passed"
-        return f"{self.status.upper()}: " + ", ".join(g.gate.flag for g in self.deciding)
+            measured = [g for g in self.ran if g.status != NOT_MEASURED]
+            passed = sum(g.status == PASS for g in measured)
+            what = (f"all {passed} gates{' measured' if self.not_measured else ''} passed" if passed == len(measured)
+                    else f"{passed} of {len(measured)} gates passed")
+            unmeasured = f" ({len(self.not_measured)} not measured)" if self.not_measured else ""
+            return f"PASS{caveat}: {what}{unmeasured}"
+        also = f" (also inconclusive: {_flags(self.unjudged)})" if self.unjudged else ""
+        return f"{self.status.upper()}: {_flags(self.deciding)}{also}"
 
 
 def verdict(results: list[GateResult], on_inconclusive: str = "fail") -> Verdict:
+    results = list(results)
+    inconclusive = tuple(g for g in results if g.status == INCONCLUSIVE)
     failed = tuple(g for g in results if g.status == FAIL)
     if failed:
-        return Verdict(FAIL, failed, tuple(results))
-    inconclusive = tuple(g for g in results if g.status == INCONCLUSIVE)
+        return Verdict(FAIL, failed, tuple(results), inconclusive)
     if inconclusive and on_inconclusive == "fail":
         return Verdict(INCONCLUSIVE, inconclusive, tuple(results))
     if not any(g.gate.quality for g in results):
-        return Verdict(REPORT_ONLY, (), tuple(results))
-    return Verdict(PASS, tuple(results), tuple(results))
+        return Verdict(REPORT_ONLY, (), tuple(results), inconclusive)
+    return Verdict(PASS, tuple(g for g in results if g.status == PASS), tuple(results), inconclusive)
 
 
 def exit_code(result: Any) -> int:
     """The exit code of any run's result (a rehearsal's Report, eval's EvalRun, detect's DetectRun), from
-    the result alone: 3 when its verdict does not let the version through, 1 when inputs failed or label
-    entries were skipped, else 0."""
+    the result alone: 3 when a gate failed, 6 when the verdict is inconclusive, 1 when inputs failed or
+    label entries were skipped, else 0."""
     if result.verdict is not None and not result.verdict.ok:
-        return EXIT_GATE_FAILED
+        return EXIT_GATE_FAILED if result.verdict.status == FAIL else EXIT_INCONCLUSIVE
     return 1 if result.input_errors else 0

@@ -8,9 +8,11 @@ here, not in the command line.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 from mldeploy.capture.replay import RecordedAnswers, captured_inputs, recorded_spec
 from mldeploy.compare import DRIFT_IOU
@@ -55,7 +57,8 @@ class Report:
     timeline: list[StepResult] | None = None  # a canary's steps, in order
     decision: CanaryDecision | None = None
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)  # arguments that matched no image
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the replay, without loading the versions
+    load_seconds: float = 0.0  # loading the versions (0 where the engine loads them during the run: Ray)
     truths: Truths | None = None  # the labels both versions were scored against (--labels)
 
     @property
@@ -168,28 +171,39 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
 
 
 def run(r: Rehearsal, spec: RehearsalSpec, *, on_record: Callable[[ShadowRecord], None] | None = None,
-        on_step: Callable[[StepResult], None] | None = None) -> Report:
-    """The rehearsal ``spec`` asks for, on the engine it names: a shadow, or a canary."""
+        on_step: Callable[[StepResult], None] | None = None, loading: Callable[[ModelSpec], ContextManager] | None = None) -> Report:
+    """The rehearsal ``spec`` asks for, on the engine it names: a shadow, or a canary. ``loading(spec)``:
+    a context each version loads in (the command line says ``loading faces@v2 (mtcnn) ...``)."""
     engine = spec.engine.make(r.project)
     if spec.canary is None:
-        return shadow(r, engine, iou=spec.comparison.iou, on_record=on_record)
-    return canary(r, engine, spec.canary, iou=spec.comparison.iou, on_step=on_step, on_record=on_record)
+        return shadow(r, engine, iou=spec.comparison.iou, on_record=on_record, loading=loading)
+    return canary(r, engine, spec.canary, iou=spec.comparison.iou, on_step=on_step, on_record=on_record, loading=loading)
 
 
-def shadow(r: Rehearsal, engine, *, iou: float = 0.5, on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+def _load(engine, sides: Sequence[Side], loading) -> float:
+    """Load the versions that run here, one by one inside ``loading(spec)``; the seconds it took."""
+    started = time.perf_counter()
+    for side in sides:
+        show = loading is not None and side.timed and getattr(engine, "loads_here", True)
+        with loading(side.spec) if show else contextlib.nullcontext():
+            engine.prepare(side)
+    return time.perf_counter() - started
+
+
+def shadow(r: Rehearsal, engine, *, iou: float = 0.5, on_record: Callable[[ShadowRecord], None] | None = None, loading=None) -> Report:
     """Replay every image through both versions on ``engine`` and judge the gates."""
     old, new = r.old, r.new
-    engine.prepare(old, new)
+    load_seconds = _load(engine, (old, new), loading)
     with engine.session():
         run = run_shadow(r.images, old, new, engine=engine, truths=r.truths, on_record=on_record, iou_threshold=iou, drift_iou=r.drift_iou,
                          labels=r.labels)
     settings = r.settings(iou, **engine.settings)
     return Report("shadow", run.records, run.summary, evaluate(run.summary, r.bounds), settings, r.rules.on_inconclusive, unmatched=r.unmatched,
-                  wall_seconds=run.wall_seconds, truths=r.truths)
+                  wall_seconds=run.wall_seconds, truths=r.truths, load_seconds=load_seconds)
 
 
 def canary(r: Rehearsal, engine, plan: CanarySteps, *, iou: float = 0.5, on_step: Callable[[StepResult], None] | None = None,
-           on_record: Callable[[ShadowRecord], None] | None = None) -> Report:
+           on_record: Callable[[ShadowRecord], None] | None = None, loading=None) -> Report:
     """Walk the steps of ``plan`` on ``engine``; the first failing one stops the rollout. Then promote the
     new version, or keep (or restore) the old one with a history row naming the failed gates, unless
     ``plan.dry_run``.
@@ -207,7 +221,7 @@ def canary(r: Rehearsal, engine, plan: CanarySteps, *, iou: float = 0.5, on_step
     if r.old_spec.backend == "recorded" and not dry_run:
         raise UsageError(f"{r.old_spec.ref} answered the capture but is not a version here, so it cannot be kept or restored: add --dry-run")
     old, new = r.old, r.new
-    engine.prepare(old, new)
+    load_seconds = _load(engine, (old, new), loading)
     with engine.session():  # one connection for every step
         run = run_canary(r.images, Pair(old, new, iou, r.drift_iou, r.labels), Ramp(shares, r.bounds, salt, r.rules.on_inconclusive),
                          engine=engine, truths=r.truths, on_step=on_step, on_record=on_record)
@@ -216,11 +230,12 @@ def canary(r: Rehearsal, engine, plan: CanarySteps, *, iou: float = 0.5, on_step
         raise UsageError(f"no step sent any image to the canary ({len(r.images)} images, steps {steps}); add a step of 100 or more images")
     if run.passed:
         what = "passed every step" if run.outcome.status == "pass" else f"{run.outcome.status} (no step failed)"
-        action, target, reason = "canary-promote", r.new_spec, f"canary {what} ({steps}) on {run.canary_requests} requests"
+        caveat = f"; not judged: {run.outcome.caveat}" if run.outcome.caveat else ""
+        action, target, reason = "canary-promote", r.new_spec, f"canary {what} ({steps}) on {run.canary_requests} requests{caveat}"
     else:
         action, target, reason = "canary-rollback", r.old_spec, run.failure_reason()
     change = None if dry_run else promote(r.project, target, reason=reason, command=command, force=True, action=action)
     decision = CanaryDecision(run.passed, target.ref, reason, dry_run, change)
     settings = r.settings(iou, steps=list(shares), salt=salt, dry_run=dry_run, **engine.settings)
     return Report("canary", run.records, last.summary, last.gates, settings, r.rules.on_inconclusive, timeline=run.steps, decision=decision,
-                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths)
+                  unmatched=r.unmatched, wall_seconds=run.wall_seconds, truths=r.truths, load_seconds=load_seconds)

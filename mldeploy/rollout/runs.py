@@ -72,7 +72,7 @@ def run_detect(project: Project, spec: DetectSpec, *, on_listed: Callable[[int],
         on_listed(len(images))
     if images:
         started = time.perf_counter()
-        with loading(model):
+        with loading(model) if engine.loads_here else contextlib.nullcontext():
             engine.prepare(side)
         summary.load_seconds = time.perf_counter() - started
     results = [DetectionResult(arg, model.ref, error=error) for arg, error in unmatched]
@@ -110,8 +110,10 @@ def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], Non
     truths = read_truths(spec.labels.path, images, model.classes, label_map=spec.labels.label_map, project_map=project.settings.label_map,
                          names=spec.labels.names)
     side = Version(model, project.load)
-    with loading(model):
+    started = time.perf_counter()
+    with loading(model) if engine.loads_here else contextlib.nullcontext():
         engine.prepare(side)
+    load_seconds = time.perf_counter() - started
     if on_listed is not None:
         on_listed(len(images))
     started = time.perf_counter()
@@ -124,7 +126,7 @@ def run_eval(project: Project, spec: EvalSpec, *, on_listed: Callable[[int], Non
     evaluation = evaluate_truth(model.ref, score(list(zip(images, results)), truths), model.classes)
     settings: dict[str, Any] = {"model": model.ref, "labels": str(spec.labels.path), "format": truths.labels.format, "iou": 0.5,
                                 **{k: v for k, v in engine.settings.items() if k != "workers"}}
-    run = EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started)
+    run = EvalRun(evaluation, truths, results, unmatched, settings, time.perf_counter() - started, load_seconds=load_seconds)
     bounds = resolve_rules(spec.gates.bounds, policy="none", truth=True).bounds  # only the bounds given, checked as shadow's are
     run.gates = evaluate(run, bounds)
     run.verdict = verdict(run.gates)

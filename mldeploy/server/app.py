@@ -21,6 +21,16 @@ from mldeploy.server.uploads import RequestGuard
 log = logging.getLogger("mldeploy.server")
 
 
+def _route_text(route: dict) -> str:
+    """``live faces@v1, shadow faces@v2, canary faces@v3 at 10%`` (off parts left out)."""
+    parts = [f"live {route['live']}"]
+    if route.get("shadow"):
+        parts.append(f"shadow {route['shadow']}")
+    if route.get("canary"):
+        parts.append(f"canary {route['canary']} at {route.get('canary_weight', 0):g}%")
+    return ", ".join(parts)
+
+
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     metrics = Metrics()
@@ -29,7 +39,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(deployments.start)  # loads every version in use, once
-        log.info("serving %s", {name: plan.describe() for name, plan in deployments.plans.items()})
+        routes = {name: plan.describe() for name, plan in deployments.plans.items()}
+        log.info("serving %s", "; ".join(f"{name}: {_route_text(r)}" for name, r in routes.items()), extra={"routes": routes})
         try:
             yield
         finally:

@@ -72,10 +72,17 @@ class Deployments:
         registry = self.project.registry()
         for name in self.config.models:
             registry.require(name)
+        state = self.project.store().location
         for name, version in self.config.shadow.items():
             set_route(self.project, name, shadow=version, reason=f"mldeploy serve --shadow {name}={version}")
+            log.info("--shadow %s=%s is saved in the state (%s): it stays after this server stops, for every server on it; "
+                     "'mldeploy route %s --no-shadow' ends it", name, version, state, name,
+                     extra={"model": name, "shadow": version, "state": state})
         for name, (version, weight) in self.config.canary.items():
             set_route(self.project, name, canary=version, weight=weight, reason=f"mldeploy serve --canary {name}={version}:{weight:g}")
+            log.info("--canary %s=%s:%g is saved in the state (%s): it stays after this server stops, for every server on it; "
+                     "'mldeploy route %s --no-canary' ends it", name, version, weight, state, name,
+                     extra={"model": name, "canary": version, "weight": weight, "state": state})
         self.capturer = Capturer(self.config, self.metrics)
         if self.capturer.persistent:
             log.info("capturing %s of requests into %s (at most %g MiB; oldest evicted first)", f"{self.config.capture_rate:.0%}",

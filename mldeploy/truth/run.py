@@ -76,9 +76,10 @@ class EvalRun:
     results: list[DetectionResult]
     unmatched: list[tuple[str, MldeployError]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the run, without loading the version
     gates: list = field(default_factory=list)  # GateResult of --min-map, when given
     verdict: Any = None  # the gates' Verdict (set by the run, with the gates)
+    load_seconds: float = 0.0
 
     recorded = False  # what a gate table reads of a rehearsal's summary: nothing here was recorded elsewhere
 

@@ -17,7 +17,7 @@ def test_folder_table_and_summary(cli, samples):
     for name in ("astronaut.jpg", "camera.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"):
         assert name in result.stdout
     assert "summary" in result.stdout and "faces@v1" in result.stdout
-    assert result.stderr == ""
+    assert result.stderr == "loading faces@v1 (ssd-caffe) ...\n"  # no terminal: one plain line, no spinner
 
 
 def test_single_image_lists_each_detection(cli, samples):

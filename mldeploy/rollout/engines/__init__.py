@@ -10,7 +10,9 @@ Every engine offers the same four things, and nothing else in mldeploy knows whi
   :class:`~mldeploy.rollout.pairs.Pair`;
 * ``prepare(*sides)``: load what runs here, or refuse what must be refused before anything starts, and
   ``session()``: a context for the run;
-* ``settings``: what the reports say about it (``{"engine": "ray", "address": "local"}``; ``{}`` locally).
+* ``settings``: what the reports say about it (``{"engine": "ray", "address": "local"}``; ``{}`` locally);
+* ``loads_here``: whether ``prepare`` loads the versions (a caller then says ``loading ...`` and times it
+  apart from the run), or the run does (Ray's actors).
 """
 
 from __future__ import annotations

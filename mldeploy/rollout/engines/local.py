@@ -49,6 +49,7 @@ class LocalEngine:
     core (benchmarks/shadow_overhead.py), and it inflates both latencies."""
 
     name = "local"
+    loads_here = True  # prepare() loads the versions in this process
 
     def __init__(self, workers: int = 1, prefetch: int = PREFETCH) -> None:
         self.workers, self.prefetch = max(1, workers), prefetch

@@ -299,6 +299,7 @@ class RayEngine:
     open the same versions as the driver."""
 
     name = "ray"
+    loads_here = False  # the actors load, during the run
 
     def __init__(self, project, options: RayOptions | None = None) -> None:
         require_ray()

@@ -13,6 +13,11 @@ With ``--shadow-mode always`` the child is never paused: for machines with cores
 to spare. The child is started with ``spawn`` (forking a process that already runs threads is unsafe);
 each job carries the version's spec and the upload's encoded bytes, so the child loads exactly what the
 parent would, once, and decodes the image itself.
+
+Jobs and answers travel over one pipe, not ``multiprocessing`` queues: one job is in flight at a time, and
+a pipe holds no named semaphores, which a server stopped by a signal would leave behind (``resource_tracker:
+There appear to be 6 leaked semaphore objects``). The child ignores SIGINT: Ctrl-C on a terminal reaches
+the whole process group, and the server, not the child, decides when the child stops.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 from dataclasses import dataclass
@@ -53,7 +57,8 @@ def _die_with(parent: int) -> None:  # pragma: no cover - runs in the child proc
         os._exit(0)
 
 
-def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in the child process
+def _child(conn, parent: int) -> None:  # pragma: no cover - runs in the child process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(parent)
     os.nice(19)
     from mldeploy.images import decode_image
@@ -62,7 +67,7 @@ def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in th
 
     while True:
         try:
-            job = jobs.get()
+            job = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
         if job is None:
@@ -71,11 +76,15 @@ def _child(jobs, answers, parent: int) -> None:  # pragma: no cover - runs in th
         try:
             image = decode_image(data, max_pixels)  # here, not in the server: decoding is shadow work too
             detections, seconds = run_detector(load_detector(spec), image)
-            answers.put(((detections.xyxy, detections.confidence, detections.class_id, detections.label, detections.image_size), seconds, None))
+            answer = ((detections.xyxy, detections.confidence, detections.class_id, detections.label, detections.image_size), seconds, None)
         except MldeployError as exc:
-            answers.put((None, 0.0, str(exc)))
+            answer = (None, 0.0, str(exc))
         except Exception as exc:
-            answers.put((None, 0.0, f"{type(exc).__name__}: {exc}"))
+            answer = (None, 0.0, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
 
 
 class ShadowRunner:
@@ -85,40 +94,45 @@ class ShadowRunner:
         self.timeout = timeout
         self._context = multiprocessing.get_context("spawn")
         self._process = None
+        self._conn = None
         self._busy = False  # a job is in the child
         self._paused = False
         self._signal_lock = threading.Lock()
         self.start()
 
     def start(self) -> None:
-        self._jobs = self._context.Queue()
-        self._answers = self._context.Queue()
-        self._process = self._context.Process(target=_child, args=(self._jobs, self._answers, os.getpid()), name="mldeploy-shadow", daemon=True)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn, child = self._context.Pipe(duplex=True)
+        self._process = self._context.Process(target=_child, args=(child, os.getpid()), name="mldeploy-shadow", daemon=True)
         self._process.start()
+        child.close()  # the child's end lives in the child now
 
     def run(self, spec: ModelSpec, data: bytes, max_pixels: int | None = None) -> ShadowAnswer:
         """Run ``spec`` on the encoded image ``data`` in the child (which decodes it)."""
         if not self._process.is_alive():
             self.start()
-        self._jobs.put((spec, data, max_pixels))
+        self._conn.send((spec, data, max_pixels))
         self._busy = True
         running = 0.0  # seconds the child was allowed to run: time paused does not count
         try:
             while True:
                 try:
-                    payload, seconds, error = self._answers.get(timeout=0.25)
-                    break
-                except queue.Empty:
-                    if not self._process.is_alive():
-                        code = self._process.exitcode
-                        self.start()
-                        raise InferenceError(f"shadow {spec.ref} crashed its process (exit {code}); a new one was started") from None
-                    running += 0 if self._paused else 0.25
-                    if running > self.timeout:
-                        self._process.kill()
-                        self._process.join()
-                        self.start()
-                        raise InferenceError(f"shadow {spec.ref} gave no answer in {self.timeout:g} s") from None
+                    if self._conn.poll(0.25):
+                        payload, seconds, error = self._conn.recv()
+                        break
+                except (EOFError, OSError):  # the child died mid-answer: wait for it to be gone, then restart below
+                    self._process.join(1)
+                if not self._process.is_alive():
+                    code = self._process.exitcode
+                    self.start()
+                    raise InferenceError(f"shadow {spec.ref} crashed its process (exit {code}); a new one was started") from None
+                running += 0 if self._paused else 0.25
+                if running > self.timeout:
+                    self._process.kill()
+                    self._process.join()
+                    self.start()
+                    raise InferenceError(f"shadow {spec.ref} gave no answer in {self.timeout:g} s") from None
         finally:
             self._busy = False
         if error is not None:
@@ -147,11 +161,14 @@ class ShadowRunner:
     def stop(self) -> None:
         self.resume()
         if self._process is not None and self._process.is_alive():
-            self._jobs.put(None)
+            try:
+                self._conn.send(None)
+            except (EOFError, OSError):
+                pass
             self._process.join(5)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()
-        for q in (self._jobs, self._answers):
-            q.close()
-            q.join_thread()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
