@@ -57,7 +57,12 @@ def list_requests(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N requests.")] = 20,
     output: FormatOption = ListFormat.table,
 ) -> None:
-    """The newest captured requests: number, time, model and version that answered, route, size, boxes, shadow state."""
+    """The newest captured requests: number, time, model and version that answered, route, size, boxes, shadow state.
+
+    Examples:
+        mldeploy capture list ./capture
+        mldeploy capture list ./capture -m faces -n 100 --format json
+    """
     from rich.table import Table
 
     store = _open(folder)
@@ -84,7 +89,11 @@ def list_requests(
 @app.command("summary")
 def summary(folder: FolderArgument, output: FormatOption = ListFormat.table) -> None:
     """What a capture holds: requests and bytes against the budget, per model and version the time span,
-    and each live shadow's coverage (captured, compared, errors, pending, evicted)."""
+    and each live shadow's coverage (captured, compared, errors, pending, evicted).
+
+    Examples:
+        mldeploy capture summary ./capture
+    """
     from rich.table import Table
 
     store = _open(folder)
@@ -126,7 +135,12 @@ def prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove every request (of --model, if given).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")] = False,
 ) -> None:
-    """Remove captured requests, oldest first (their images go with their last request). Safe while a server writes to it."""
+    """Remove captured requests, oldest first (their images go with their last request). Safe while a server writes to it.
+
+    Examples:
+        mldeploy capture prune ./capture --older-than 7d --dry-run
+        mldeploy capture prune ./capture --max-mb 500
+    """
     if older_than is None and max_mb is None and not everything:
         raise UsageError("say what to prune: --older-than AGE, --max-mb N or --all")
     age = parse_age(older_than) if older_than is not None else None

@@ -254,7 +254,8 @@ class LogProgress:
         elapsed = now - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = f", about {duration((self.total - self.done) / rate)} left" if rate > 0 and self.done < self.total else ""
-        self.write(f"{self.name}: {self.done}/{self.total} images ({self.done * 100 // self.total}%), {rate:.1f} images/s{left}")
+        pace = f"{rate:.1f} images/s" if rate >= 1 else f"{elapsed / self.done:.1f} s an image"
+        self.write(f"{self.name}: {self.done}/{self.total} images ({self.done * 100 // self.total}%), {pace}{left}")
         self.last, self.printed = now, True
 
     def finish(self) -> None:

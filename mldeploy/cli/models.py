@@ -31,6 +31,11 @@ def models(
     """List every model and version (the zoo's and mldeploy.toml's), and which version is live.
 
     For each: backend, classes, default threshold, and whether its files are present here.
+
+    Examples:
+        mldeploy models
+        mldeploy models validate faces@mine
+        mldeploy models pin faces@mine
     """
     from rich.table import Table
 
@@ -85,7 +90,15 @@ def validate(
     """Check versions end to end: files exist, the network loads, a test forward pass gives
     well-formed output, and pinned files did not change. One line per mistake, naming the key and the fix.
 
-    Exit codes: 0 all pass, 4 some version fails, 2 mldeploy.toml itself is wrong.
+    Examples:
+        mldeploy models validate
+        mldeploy models validate faces@mine --image photo.jpg
+        mldeploy models validate --all --format json
+
+    Exit codes:
+        0  every version passes
+        2  mldeploy.toml itself is wrong
+        4  some version fails (each mistake is named, with its fix)
     """
     from rich.table import Table
 
@@ -133,7 +146,11 @@ def pin_command(
     state_dir: StateDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Record the SHA-256 of a version's files now: after you replaced them on purpose."""
+    """Record the SHA-256 of a version's files now: after you replaced them on purpose.
+
+    Examples:
+        mldeploy models pin faces@mine
+    """
     from mldeploy.errors import ModelUnavailableError
     from mldeploy.models.registry import missing_files_message
 

@@ -57,10 +57,10 @@ def serve(
         mldeploy serve --port 0 --log-format json
 
     Exit codes:
-        0  stopped (Ctrl-C, SIGTERM)
-        2  usage error: a bad flag, an unknown model, the port in use or not allowed, a capture folder that cannot be used
-        4  a model cannot be loaded
-        5  the state store cannot be read (or, with --shadow or --canary, written)
+        2    usage error: a bad flag, an unknown model, a port in use, a capture folder that cannot be used
+        4    a model cannot be loaded
+        5    the state store cannot be read (or, with --shadow or --canary, written)
+        130  stopped with Ctrl-C, after the requests in flight (SIGTERM: the same, then ends on it: 143)
     """
     import math
 
@@ -110,11 +110,30 @@ def serve(
         raise UsageError(f"--log-level {log_level!r}: choose debug, info, warning or error")
     sock = bind(host, port)  # before any model loads: a busy port is one line and exit 2, not a load and a crash
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(cfg), host=host, port=bound, log_level=log_level, timeout_graceful_shutdown=30, http=with_header_timeout(cfg.header_timeout),
+    app = create_app(cfg)
+    config = uvicorn.Config(app, host=host, port=bound, log_level=log_level, timeout_graceful_shutdown=30, http=with_header_timeout(cfg.header_timeout),
                             log_config=log_config(log_level, log_format))  # configures logging: every line from here is text or JSON
     logging.getLogger("mldeploy.server").info("starting on http://%s:%d: %s (loading models...)", host, bound, ", ".join(cfg.models),
                                               extra={"url": f"http://{host}:{bound}", "models": list(cfg.models)})
-    uvicorn.Server(config).run(sockets=[sock])
+    deployments = app.state.deployments
+    try:  # here, not in the server's start-up: a version that cannot load is one line and exit 4, not a traceback and exit 3
+        deployments.start()
+    except BaseException:
+        deployments.stop()
+        sock.close()
+        raise
+    run_until_stopped(uvicorn.Server(config), sock)
+
+
+def run_until_stopped(server, sock) -> None:
+    """Serve until Ctrl-C or SIGTERM. uvicorn drains the requests in flight, then hands the signal back:
+    SIGTERM then ends the process on that signal (143 in a shell), as a supervisor expects; Ctrl-C ends
+    here, with a log line and 130, not a traceback or an error line."""
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        logging.getLogger("mldeploy.server").info("stopped (Ctrl-C)")
+        raise SystemExit(130) from None
 
 
 def bind(host: str, port: int):

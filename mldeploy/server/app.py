@@ -38,7 +38,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(deployments.start)  # loads every version in use, once
+        if not deployments.ready:  # `mldeploy serve` started them before the server: a failure there is one line and its exit code
+            await run_in_threadpool(deployments.start)  # loads every version in use, once
         routes = {name: plan.describe() for name, plan in deployments.plans.items()}
         log.info("serving %s", "; ".join(f"{name}: {_route_text(r)}" for name, r in routes.items()), extra={"routes": routes})
         try:

@@ -166,7 +166,17 @@ def test_server_logs_name_routing_changes_and_can_be_json_lines(serve, project_d
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "faces@blind" not in server.output():
         time.sleep(0.2)
-    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in server.output().splitlines()]  # every line, from the first, is JSON
+    assert lines[0]["message"].startswith(f"starting on {server.url}: faces") and lines[0]["url"] == server.url
     routing = [entry for entry in lines if entry["logger"].startswith("mldeploy") and "routing" in entry["message"]]
     assert routing and "faces@blind" in routing[-1]["message"] and routing[-1]["level"] == "info"
     assert any(entry["logger"].startswith("uvicorn") for entry in lines)  # uvicorn's own lines, in the same format
+    serving = next(entry for entry in lines if entry["message"].startswith("serving "))
+    assert serving["message"] == "serving faces: live faces@v1" and serving["routes"]["faces"]["live"] == "faces@v1"  # fields, not a repr
+    assert not any("{'" in entry["message"] for entry in lines)
+    server.post("/predict", project_dir / "photos" / "camera.jpg")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and '"/predict"' not in server.output():
+        time.sleep(0.1)
+    access = next(json.loads(line) for line in server.output().splitlines() if '"uvicorn.access"' in line and '"/predict"' in line)
+    assert (access["method"], access["path"], access["status"]) == ("POST", "/predict", 200)
