@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mldeploy import __version__
+from mldeploy.cli import bench as _bench
 from mldeploy.cli import canary as _canary
 from mldeploy.cli import capture as _capture
 from mldeploy.cli import detect as _detect
@@ -69,6 +70,7 @@ def main_callback(
 app.command("detect", no_args_is_help=True)(_detect.detect)
 app.command("eval", no_args_is_help=True)(_eval.eval_command)
 app.add_typer(_models.app, name="models")
+app.command("bench", no_args_is_help=True)(_bench.bench)
 app.command("shadow", no_args_is_help=True, rich_help_panel="Rollout")(_shadow.shadow)
 app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.canary)
 app.command("promote", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.promote)

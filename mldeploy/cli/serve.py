@@ -21,6 +21,7 @@ def serve(
     canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
     canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=256, show_default=False, help="Threads for the model libraries (OpenCV, TensorFlow), for the whole process; 'mldeploy bench --threads' measures each count \\[default: the libraries' own].")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body accepted (413 above).")] = 20.0,
     capture: Annotated[Optional[Path], typer.Option("--capture", metavar="DIR", show_default=False, rich_help_panel="Capture and shadow",
                                                     help="Keep requests (the upload's bytes, the live answer, version, time) in this private folder, "
@@ -115,6 +116,10 @@ def serve(
                             log_config=log_config(log_level, log_format))  # configures logging: every line from here is text or JSON
     logging.getLogger("mldeploy.server").info("starting on http://%s:%d: %s (loading models...)", host, bound, ", ".join(cfg.models),
                                               extra={"url": f"http://{host}:{bound}", "models": list(cfg.models)})
+    if threads is not None:  # before any model loads: TensorFlow reads it once
+        from mldeploy.models.threads import limit_threads
+
+        limit_threads(threads)
     deployments = app.state.deployments
     try:  # here, not in the server's start-up: a version that cannot load is one line and exit 4, not a traceback and exit 3
         deployments.start()

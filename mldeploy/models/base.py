@@ -67,6 +67,8 @@ class Detector(ABC):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self._lock = threading.Lock()
+        self._stages: dict[str, float] = {}
+        self._last = 0.0
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -86,16 +88,35 @@ class Detector(ABC):
     def timed_detect(self, image: "np.ndarray", conf: float | None = None) -> tuple["Detections", float]:
         """:meth:`detect`, and the seconds the model itself took (timed under the lock, so time spent
         waiting for another thread's call is not counted as this call's latency)."""
+        detections, seconds, _ = self.staged_detect(image, conf)
+        return detections, seconds
+
+    def staged_detect(self, image: "np.ndarray", conf: float | None = None) -> tuple["Detections", float, dict[str, float]]:
+        """:meth:`timed_detect`, and where the time went: ``{"pre", "forward", "post"}`` seconds for a
+        backend that marks its stages (:meth:`mark`), else ``{"model": seconds}``."""
         threshold = self.spec.conf if conf is None else float(conf)
         with self._lock:
-            started = time.perf_counter()
+            started = self._last = time.perf_counter()
+            self._stages = {}
             detections = self._predict(image, threshold)
-            seconds = time.perf_counter() - started
+            ended = time.perf_counter()
+            stages, self._stages = self._stages, {}
+        if stages:
+            stages["post"] = stages.get("post", 0.0) + ended - self._last
+        else:
+            stages = {"model": ended - started}
         detections = detections.filter(min_confidence=threshold)
         keep = self.spec.options.get("keep")
         if keep:  # a version's class filter (mldeploy.toml: keep = ["person", "car"])
             detections = detections.filter(labels=keep)
-        return detections, seconds
+        return detections, ended - started, stages
+
+    def mark(self, stage: str) -> None:
+        """Inside :meth:`_predict`: the time since the call began (or the last mark) was spent on
+        ``stage`` (``pre``, ``forward``); what follows the last mark is ``post``. A perf_counter call."""
+        now = time.perf_counter()
+        self._stages[stage] = self._stages.get(stage, 0.0) + now - self._last
+        self._last = now
 
     @abstractmethod
     def _predict(self, image: "np.ndarray", conf: float) -> "Detections":

@@ -131,7 +131,10 @@ class DarknetDetector(Detector):
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1 / 255.0, self._size, (0, 0, 0), swapRB=True, crop=False)
         self._net.setInput(blob)
-        rows = np.concatenate([out.reshape(-1, out.shape[-1]) for out in self._net.forward(self._out_names)])
+        self.mark("pre")
+        outs = self._net.forward(self._out_names)
+        self.mark("forward")
+        rows = np.concatenate([out.reshape(-1, out.shape[-1]) for out in outs])
         scores_all = rows[:, 5:]
         class_id = scores_all.argmax(axis=1)
         scores = scores_all[np.arange(len(rows)), class_id]

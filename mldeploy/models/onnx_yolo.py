@@ -44,7 +44,10 @@ class OnnxYoloDetector(Detector):
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1 / 255.0, self._size, swapRB=True, crop=False)
         self._net.setInput(blob)
-        rows = self._rows(self._net.forward())
+        self.mark("pre")
+        out = self._net.forward()
+        self.mark("forward")
+        rows = self._rows(out)
         boxes, scores, class_ids = rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int32)
         keep = scores >= conf
         boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]

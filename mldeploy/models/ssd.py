@@ -31,7 +31,9 @@ class CaffeSSDDetector(Detector):
         height, width = image.shape[:2]
         blob = cv2.dnn.blobFromImage(image, 1.0, (self._size, self._size), _MEAN)
         self._net.setInput(blob)
-        rows = self._net.forward().reshape(-1, 7)  # [_, class, score, x1, y1, x2, y2], coordinates in [0, 1]
+        self.mark("pre")
+        rows = self._net.forward().reshape(-1, 7)
+        self.mark("forward")  # [_, class, score, x1, y1, x2, y2], coordinates in [0, 1]
         rows = rows[rows[:, 2] >= conf]
         boxes = rows[:, 3:7] * np.array([width, height, width, height], dtype=np.float32)
         return Detections.from_boxes(boxes, rows[:, 2], np.zeros(len(rows), np.int32), self.classes, (width, height))

@@ -153,3 +153,22 @@ class EvalSpec:
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         return {"model": self.model, "labels": str(self.labels.path), **extra}
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """``bench``: the candidates (versions x threads x concurrency), how each is judged, and the choice."""
+
+    model: str
+    inputs: Inputs = field(default_factory=Inputs)
+    versions: str | None = None  # "v1,v2" or refs across models; None: every version of model that can run here
+    threads: str | None = None  # "1,2"
+    concurrency: str | None = None  # "1,4"
+    requests: int = 50  # timed requests per candidate
+    cpus: int | None = None  # pin to this many cores
+    labels: Labels = field(default_factory=Labels)
+    reference: str | None = None  # without labels: agreement with this version (default: the live one)
+    iou: float = 0.5
+    constraints: Any = None  # mldeploy.rollout.bench.Constraints
+    objective: str = "latency"
+    engine: EngineChoice = field(default_factory=EngineChoice)

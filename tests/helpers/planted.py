@@ -6,11 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mldeploy.models.darknet import DarknetDetector
 from mldeploy.models.ssd import CaffeSSDDetector
 from tests.helpers import SAMPLES
 from tests.helpers.tiny_darknet import write_tiny_yolo
 
 LARGE_PIXELS = 2_000_000
+
+
+class Hungry(DarknetDetector):
+    """shapes@v1's network and answers, holding 300 MB it allocated (and touched) when it loaded: the
+    memory a large model would take, for ``mldeploy bench --max-memory-mb``."""
+
+    HOLD_MB = 300
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        import numpy as np
+
+        self._held = np.ones(self.HOLD_MB * 1024 * 1024 // 8, dtype=np.float64)  # ones, not zeros: every page is written
 
 
 class SlowOnLargeImages(CaffeSSDDetector):
@@ -59,6 +73,10 @@ detector = "tests.helpers.planted:SlowOnLargeImages"
 
 [models.shapes.twin]
 from = "shapes@v1"
+
+[models.shapes.hungry]          # identical answers, 300 MB more memory once loaded
+from = "shapes@v1"
+detector = "tests.helpers.planted:Hungry"
 
 [models.shapes.padded]          # identical answers, 60 zero-weight residual blocks
 backend = "darknet"

@@ -11,6 +11,8 @@ Every engine offers the same four things, and nothing else in mldeploy knows whi
 * ``prepare(*sides)``: load what runs here, or refuse what must be refused before anything starts, and
   ``session()``: a context for the run;
 * ``settings``: what the reports say about it (``{"engine": "ray", "address": "local"}``; ``{}`` locally);
+* ``bench(job)``: measure one (version, threads) job of ``mldeploy bench`` in a fresh process where the
+  engine runs (:func:`mldeploy.rollout.bench.measure`), returning its raw figures;
 * ``loads_here``: whether ``prepare`` loads the versions (a caller then says ``loading ...`` and times it
   apart from the run), or the run does (Ray's actors).
 """

@@ -61,6 +61,12 @@ class LocalEngine:
     def session(self):
         return contextlib.nullcontext(self)
 
+    def bench(self, job):
+        """Measure one bench job in a fresh process of this machine (its memory its own, then gone)."""
+        from mldeploy.rollout.bench import measure_in_a_fresh_process
+
+        return measure_in_a_fresh_process(job)
+
     def prepare(self, *sides: Side) -> None:
         """Load the versions that run here, once (pins checked by the project's loader)."""
         for side in sides:

@@ -322,6 +322,16 @@ class RayEngine:
     def session(self):
         return session(self.options)
 
+    def bench(self, job):
+        """One bench job as a Ray task in a worker process of its own (``max_calls=1``: the worker exits
+        after it, memory and thread settings with it), on the cluster's CPUs: where it will be deployed."""
+        import ray
+
+        from mldeploy.rollout.bench import measure
+
+        cpus = float(min(job.cpus or job.threads, max(1.0, ray.cluster_resources().get("CPU", 1))))
+        return ray.get(ray.remote(max_calls=1, num_cpus=cpus)(measure).remote(job))
+
     def _pool(self, ray, items: Sequence[ImageInput], actor, **kwargs):
         actors, actor_cpus = pool_size(float(ray.cluster_resources().get("CPU", 1)), self.options)
         dataset, by_path = _read(ray, items)
