@@ -401,7 +401,8 @@ def run_bench(project, spec, *, on_job: Callable[[ModelSpec, int], None] | None 
         reference = resolve_version(registry, spec.reference or spec.model, spec.model)
         if reference.ref not in {v.ref for v in versions}:
             versions.append(reference)
-    threads = parse_counts(spec.threads, "--threads", (1,))
+    cores = spec.cpus or len(os.sched_getaffinity(0))
+    threads = parse_counts(spec.threads, "--threads", (cores,))  # by default what serve runs with: every core it has
     concurrency = parse_counts(spec.concurrency, "--concurrency", (1,))
     images, unmatched = collect_inputs(spec.inputs.paths)
     if not images:

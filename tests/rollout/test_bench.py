@@ -85,7 +85,7 @@ def planted(project_dir, flaky):
 def test_a_real_bench_of_planted_candidates(cli, planted, tmp_path):
     """Real processes, real clocks: only orders the plants make certain (padded is 25x slower; hungry holds
     300 MB more) are asserted, never a duration."""
-    result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1,blind,padded,hungry", "--requests", "16", "--objective", "accuracy",
+    result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1,blind,padded,hungry", "--threads", "1", "--requests", "16", "--objective", "accuracy",
                  "--max-memory-mb", "250", "--report", tmp_path / "b.json", "--csv", tmp_path / "b.csv", "--no-progress")
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "b.json").read_text())
@@ -139,7 +139,7 @@ def test_usage_errors(cli, planted, tmp_path):
 
 @pytest.mark.slow
 def test_the_html_page_works_offline_and_the_handoff_names_the_next_steps(cli, planted, tmp_path):
-    result = cli("bench", "shapes", "-m", "shapes", "--versions", "blind,padded", "--reference", "padded", "--requests", "8", "--objective", "accuracy",
+    result = cli("bench", "shapes", "-m", "shapes", "--versions", "blind,padded", "--reference", "padded", "--threads", "1", "--requests", "8", "--objective", "accuracy",
                  "--html", tmp_path / "page", "--no-progress")
     assert result.exit_code == 0, result.output
     page = (tmp_path / "page" / "index.html").read_text()
@@ -151,3 +151,13 @@ def test_the_html_page_works_offline_and_the_handoff_names_the_next_steps(cli, p
     assert "next (shadow): mldeploy shadow shapes -m shapes --new shapes@padded" in said  # v1 is live: shadow it first
     live = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--requests", "8", "--no-progress")
     assert "next (live): shapes@v1 is the live version already" in live.stderr and "next (shadow)" not in live.stderr
+
+
+def test_by_default_a_version_runs_on_every_core_it_is_given(cli, planted):
+    """Without --threads, the thread count serve would use: every core (of --cpus, when given)."""
+    import os
+
+    result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--requests", "5", "--format", "json", "--no-progress")
+    assert [row["threads"] for row in json.loads(result.stdout)["candidates"]] == [len(os.sched_getaffinity(0))]
+    pinned = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--requests", "5", "--cpus", "1", "--format", "json", "--no-progress")
+    assert [row["threads"] for row in json.loads(pinned.stdout)["candidates"]] == [1]

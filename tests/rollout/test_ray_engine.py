@@ -274,3 +274,15 @@ def test_a_capture_replays_on_ray_as_on_the_local_engine(project_dir, registry):
     steps = [json.loads(mldeploy(project_dir, *canary, *engine).stdout)["timeline"] for engine in ((), ("--engine", "ray", "--actor-cpus", "0.25"))]
     assert [(s["canary_requests"], s["verdict"]) for s in steps[1]] == [(s["canary_requests"], s["verdict"]) for s in steps[0]]
     assert steps[0][0]["verdict"] == "fail"  # blind finds none of the recorded faces: the first step stops the rollout
+
+
+def test_bench_runs_on_ray_through_the_same_engine_seam(project_dir):
+    """``bench --engine ray``: each (version, threads) job in a Ray worker of its own, with the same
+    answers (so the same accuracy) as the local engine; memory is the worker's."""
+    args = ("bench", "shapes", "-m", "shapes", "--versions", "v1,blind", "--requests", "8", "--format", "json", "--no-progress")
+    local, ray = mldeploy(project_dir, *args), mldeploy(project_dir, *args, "--engine", "ray")
+    assert local.returncode == 0 and ray.returncode == 0, ray.stderr[-2000:]
+    by_version = [{row["version"]: (row["f1"], row["drift"], row["errors"]) for row in json.loads(r.stdout)["candidates"]} for r in (local, ray)]
+    assert by_version[0] == by_version[1] and by_version[0]["shapes@blind"][0] == 0
+    doc = json.loads(ray.stdout)
+    assert doc["settings"]["engine"] == "ray" and all(row["peak_mb"] > 50 for row in doc["candidates"])
