@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mldeploy.errors import ConfigError
+from mldeploy.store import is_url
 from mldeploy.models.base import Detector, ModelSpec
 from mldeploy.models.config import CONFIG_NAME, load_config, project_specs
 from mldeploy.models.registry import BUILTIN_DEFAULT_VERSIONS, Registry, builtin_specs
@@ -63,6 +64,7 @@ class Settings:
     gates: dict[str, Any] = field(default_factory=dict)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     label_map: dict[str, str] = field(default_factory=dict)  # [labels.map]: label class -> the model's ("-" leaves it out)
+    state: str | None = None  # [state] url: where the state is when no flag or environment variable says
 
     @classmethod
     def load(cls, path: Path | None) -> "Settings":
@@ -76,7 +78,13 @@ class Settings:
             return cls()
         config = load_config(path)
         return cls(path, config.get("models", {}), _gates(config.get("gates", {}), path), _capture(config.get("capture", {}), path),
-                   _label_map(config.get("labels", {}), path))
+                   _label_map(config.get("labels", {}), path), _state(config.get("state", {}), path))
+
+
+def _state(table: Any, path: Path) -> str | None:
+    if not isinstance(table, dict) or set(table) - {"url"} or not isinstance(table.get("url", ""), str):
+        raise ConfigError(f"{path}: [state] takes one key, url = \"postgresql://...\" or a folder")
+    return table.get("url")
 
 
 def _gates(table: Any, path: Path) -> dict[str, Any]:
@@ -115,16 +123,23 @@ def _label_map(table: Any, path: Path) -> dict[str, str]:
 class Project:
     """Settings of one working directory: explicit values, then environment, then defaults."""
 
-    state_dir: Path | None = None
+    state_dir: Path | str | None = None  # a folder, or a URL (postgresql://...)
     config_path: Path | None = None
     cwd: Path = field(default_factory=Path.cwd)
     _settings: Settings | None = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # Where the state is: a flag (--state URL or --state-dir FOLDER, given here), else MLDEPLOY_STATE or
+        # MLDEPLOY_STATE_DIR, else mldeploy.toml's [state] url (read when the store is first opened), else
+        # ./.mldeploy. A URL (postgresql://...) is kept as text: a Path would fold its "//".
+        self._from_settings = False
         if self.state_dir is None:
-            env = os.environ.get("MLDEPLOY_STATE_DIR")
-            self.state_dir = Path(env) if env else self.cwd / STATE_DIR_NAME
+            env = os.environ.get("MLDEPLOY_STATE") or os.environ.get("MLDEPLOY_STATE_DIR")
+            self._from_settings = not env
+            self.state_dir = env if env else self.cwd / STATE_DIR_NAME
+        if isinstance(self.state_dir, str) and not is_url(self.state_dir):
+            self.state_dir = Path(self.state_dir)
         if self.config_path is None:
             env = os.environ.get("MLDEPLOY_CONFIG")
             if env:
@@ -142,8 +157,16 @@ class Project:
     def store(self) -> StateStore:
         """The state store (live versions, history, routes, pins) at ``state_dir``: one per project."""
         if self._store is None:
+            if self._from_settings and self.settings.state:
+                self.state_dir = self.settings.state if is_url(self.settings.state) else (self.cwd / self.settings.state)
             self._store = open_store(self.state_dir)
         return self._store
+
+    @property
+    def state_location(self) -> str:
+        """The state as another process opens it: a URL as given, a folder as an absolute path."""
+        self.store()
+        return self.state_dir if isinstance(self.state_dir, str) else str(Path(self.state_dir).resolve())
 
     def registry(self, with_live: bool = True) -> Registry:
         """Built-in and project versions; a bare name means its live version when the state says one."""

@@ -240,3 +240,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, name))
         if found:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/helpers/postgres.py), or a skip saying why not."""
+    from tests.helpers import postgres
+
+    why = postgres.available()
+    if why:
+        pytest.skip(why)
+    server = postgres.PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server."""
+    return postgres_server.new_database()

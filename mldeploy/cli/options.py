@@ -23,9 +23,10 @@ from mldeploy.models.registry import DEFAULT_MODEL  # noqa: F401 - the default o
 from mldeploy.rollout.gates import AGREEMENT_QUALITY, GATES
 
 StateDirOption = Annotated[
-    Optional[Path],
-    typer.Option("--state-dir", envvar="MLDEPLOY_STATE_DIR", show_default=False, metavar="DIR",
-                 help="Where live versions and history are kept \\[default: ./.mldeploy]."),
+    Optional[str],
+    typer.Option("--state", "--state-dir", envvar=["MLDEPLOY_STATE", "MLDEPLOY_STATE_DIR"], show_default=False, metavar="URL|DIR",
+                 help="Where live versions and history are kept: postgresql://... for many replicas, or a folder "
+                      "\\[default: \\[state] url in mldeploy.toml, else ./.mldeploy]."),
 ]
 ConfigOption = Annotated[
     Optional[Path],

@@ -41,7 +41,7 @@ def rollback(project: Project, model: str, *, reason: str = "", command: str = "
 
 
 def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight: float | None = None, action: str = "route",
-              reason: str = "", command: str = ""):
+              reason: str = "", command: str = "", if_canary: str | None = None):
     """Start or stop a shadow, set or clear a canary, for servers to apply. Versions are checked first.
 
     Raises:
@@ -60,7 +60,7 @@ def set_route(project: Project, model: str, *, shadow=KEEP, canary=KEEP, weight:
         raise UsageError(f"canary weight {weight:g} is not a percentage from 0 to 100")
     default = project.registry(with_live=False).default_version(model)
     return project.store().set_route(model, current_default=default, shadow=shadow, canary=canary, weight=weight, action=action,
-                                     reason=reason, command=command)
+                                     reason=reason, command=command, if_canary=if_canary)
 
 
 def resolve_version(registry: Registry, ref: str, model: str) -> ModelSpec:

@@ -190,7 +190,11 @@ class Deployments:
         from mldeploy.rollout.releases import set_route
 
         try:
-            set_route(self.project, model, canary=None, action="canary-rollback", reason=reason, command="mldeploy serve (canary guard)")
+            done = set_route(self.project, model, canary=None, action="canary-rollback", reason=reason, command="mldeploy serve (canary guard)",
+                             if_canary=version.rpartition("@")[2])
+            if done is None:  # another replica's guard removed it first: one history row for the fleet
+                self.refresh()
+                return
         except MldeployError:
             log.exception("canary guard could not record the rollback")
         self.metrics.rollbacks.labels(model, version).inc()

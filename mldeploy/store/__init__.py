@@ -17,7 +17,15 @@ from mldeploy.store.routes import KEEP, Route
 from mldeploy.store.sqlite import SQLiteStore
 
 #: URL scheme -> "module:Class" of the store that serves it.
-SCHEMES = {"sqlite": "mldeploy.store.sqlite:SQLiteStore"}
+SCHEMES = {"sqlite": "mldeploy.store.sqlite:SQLiteStore", "postgresql": "mldeploy.store.postgres:PostgresStore",
+           "postgres": "mldeploy.store.postgres:PostgresStore"}
+#: Stores opened from the whole URL (a database server), not from a path in it.
+BY_URL = ("postgresql", "postgres")
+
+
+def is_url(location: str | Path) -> bool:
+    """``postgresql://...`` (a database server), as opposed to a folder."""
+    return isinstance(location, str) and location.partition(":")[0] in BY_URL and "://" in location
 
 def open_store(location: str | Path) -> StateStore:
     """The store at ``location``: a folder path, or ``SCHEME:PATH`` / ``SCHEME://...``.
@@ -32,6 +40,8 @@ def open_store(location: str | Path) -> StateStore:
     if scheme not in SCHEMES:
         raise UsageError(f"state location {text!r}: no store for {scheme!r} (known: {', '.join(SCHEMES)})")
     module, _, name = SCHEMES[scheme].partition(":")
+    if scheme in BY_URL:
+        return getattr(importlib.import_module(module), name)(text)
     path = Path(rest[2:] if rest.startswith("//") else rest)
     return getattr(importlib.import_module(module), name)(path)
 

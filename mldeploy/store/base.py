@@ -63,7 +63,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
-                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "") -> Route: ...
+                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "",
+                  if_canary: str | None = None) -> Route | None: ...
 
     # The live shadow's counters (mergeable: each flush adds).
     @abstractmethod

@@ -15,6 +15,8 @@ def now() -> str:
 
 def has_table(db: sqlite3.Connection, name: str) -> bool:
     """Whether an older file already has ``name`` (a reader never migrates)."""
+    if hasattr(db, "has_table"):  # another database's connection (mldeploy.store.postgres) knows its own catalogue
+        return db.has_table(name)
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 

@@ -133,11 +133,11 @@ class ReleasesTables:
     def _append(db: sqlite3.Connection, model: str, from_version: str, to_version: str, action: str, reason: str, command: str,
                 move_live: bool = True) -> Change:
         change = Change(0, model, from_version, to_version, action, reason, command, _actor(), now())
-        cursor = db.execute(
-            "INSERT INTO history (model, from_version, to_version, action, reason, command, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        row = db.execute(
+            "INSERT INTO history (model, from_version, to_version, action, reason, command, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (model, from_version, to_version, action, reason, command, change.actor, change.at),
-        )
-        change = replace(change, id=cursor.lastrowid)
+        ).fetchone()  # RETURNING: the same statement for SQLite (3.35+) and PostgreSQL
+        change = replace(change, id=row[0])
         if move_live:
             db.execute(
                 "INSERT INTO live (model, version, since, change_id) VALUES (?, ?, ?, ?) "

@@ -53,14 +53,19 @@ class RoutesTable:
         return live, {m: Route(s, c, float(w)) for m, s, c, w in rows if s or c}
 
     def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
-                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "") -> Route:
+                  weight: float | None = None, action: str = "route", reason: str = "", command: str = "",
+                  if_canary: str | None = None) -> Route | None:
         """Start or stop a shadow, set or clear a canary (``weight`` in percent); ``KEEP`` leaves a part as it is.
 
-        Each change appends a history row (from = to = the live version, so rollback skips it)."""
+        Each change appends a history row (from = to = the live version, so rollback skips it). With
+        ``if_canary``, nothing changes (and None is returned) unless that canary is still set: replicas
+        whose guards remove the same canary at once leave one row."""
         with self._transaction() as db:
             live = self._live_in(db, model) or current_default
             row = db.execute("SELECT shadow_version, canary_version, canary_weight FROM routing WHERE model = ?", (model,)).fetchone()
             route = Route(*row) if row else Route()
+            if if_canary is not None and route.canary_version != if_canary:
+                return None
             route = Route(
                 route.shadow_version if shadow is KEEP else shadow,
                 route.canary_version if canary is KEEP else canary,

@@ -88,7 +88,8 @@ class ShadowStatsTable:
             if not delta:
                 return
             self._add_stats(db, model, live_version, shadow_version, delta)
-            db.executemany("INSERT OR REPLACE INTO shadow_marks VALUES (?, ?, ?, ?, ?, ?)", [(*key, c, totals[c]) for c in delta])
+            db.executemany("INSERT INTO shadow_marks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(source, model, live_version, shadow_version, counter) "
+                           "DO UPDATE SET value = excluded.value", [(*key, c, totals[c]) for c in delta])
 
     @staticmethod
     def _add_stats(db, model: str, live_version: str, shadow_version: str, counts: dict[str, float]) -> None:
@@ -97,7 +98,7 @@ class ShadowStatsTable:
         db.execute(
             f"INSERT INTO shadow_stats (model, live_version, shadow_version, {', '.join(columns)}, first_at, updated_at) "
             f"VALUES (?, ?, ?, {', '.join('?' for _ in columns)}, ?, ?) ON CONFLICT(model, live_version, shadow_version) DO UPDATE SET "
-            + ", ".join(f"{c} = {c} + excluded.{c}" for c in columns) + ", updated_at = excluded.updated_at",
+            + ", ".join(f"{c} = shadow_stats.{c} + excluded.{c}" for c in columns) + ", updated_at = excluded.updated_at",
             (model, live_version, shadow_version, *[counts[c] for c in columns], stamp, stamp),
         )
 

@@ -181,8 +181,8 @@ def test_a_store_opens_from_a_location(tmp_path):
     for location in (tmp_path / "a", str(tmp_path / "a"), f"sqlite://{tmp_path / 'a'}", f"sqlite:{tmp_path / 'a'}"):
         store = open_store(location)
         assert isinstance(store, SQLiteStore) and store.path == tmp_path / "a" / "state.db"
-    with pytest.raises(UsageError, match="no store for 'postgresql'"):
-        open_store("postgresql://localhost/mldeploy")
+    with pytest.raises(UsageError, match="no store for 'mysql'"):
+        open_store("mysql://localhost/mldeploy")
 
 
 def test_a_schema_3_file_gains_the_drift_and_coverage_columns_and_keeps_its_counters(tmp_path):

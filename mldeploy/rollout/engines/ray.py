@@ -217,7 +217,7 @@ def _open_project(state_dir: str | None, config_path: str | None, cwd: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from mldeploy.project import Project
 
-    return Project(state_dir=Path(state_dir) if state_dir else None, config_path=Path(config_path) if config_path else None, cwd=Path(cwd))
+    return Project(state_dir=state_dir or None, config_path=Path(config_path) if config_path else None, cwd=Path(cwd))
 
 
 def _named(path) -> ImageInput:
@@ -449,7 +449,7 @@ def _missing(inputs: Sequence[ImageInput], seen: bytearray) -> Iterator[tuple[in
 
 def _project_args(project) -> dict[str, str | None]:
     """How an actor opens the same project as the driver (absolute paths: a worker's folder is its own)."""
-    return {"state_dir": str(Path(project.state_dir).resolve()) if project.state_dir else None,
+    return {"state_dir": project.state_location,
             "config_path": str(Path(project.config_path).resolve()) if project.config_path else None, "cwd": str(project.cwd)}
 
 
