@@ -21,6 +21,7 @@ from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
 from mldeploy.cli import serve as _serve
 from mldeploy.cli import shadow as _shadow
+from mldeploy.cli import state as _state
 from mldeploy.cli.console import App, state
 
 app = App(
@@ -79,6 +80,7 @@ app.command("history", rich_help_panel="Rollout")(_rollout.history)
 app.command("route", rich_help_panel="Rollout")(_rollout.route)
 app.command("serve", rich_help_panel="Serve")(_serve.serve)
 app.add_typer(_capture.app, name="capture", rich_help_panel="Serve")
+app.add_typer(_state.app, name="state", rich_help_panel="Serve")
 
 
 def main() -> None:

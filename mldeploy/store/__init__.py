@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from mldeploy.errors import UsageError
-from mldeploy.store.base import StateStore
+from mldeploy.store.base import StateStore, copy_state
 from mldeploy.store.releases import ACTIONS, Change
 from mldeploy.store.routes import KEEP, Route
 from mldeploy.store.sqlite import SQLiteStore
@@ -46,4 +46,4 @@ def open_store(location: str | Path) -> StateStore:
     return getattr(importlib.import_module(module), name)(path)
 
 
-__all__ = ["ACTIONS", "KEEP", "SCHEMES", "Change", "Route", "SQLiteStore", "StateStore", "open_store"]
+__all__ = ["ACTIONS", "KEEP", "SCHEMES", "Change", "Route", "SQLiteStore", "StateStore", "copy_state", "open_store"]

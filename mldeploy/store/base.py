@@ -84,9 +84,49 @@ class StateStore(ABC):
     @abstractmethod
     def set_pins(self, ref: str, entries: dict[str, tuple[str, str, int]]) -> None: ...
 
+    def _after_copy(self, db) -> None:
+        """After :func:`copy_state` wrote explicit ids: what the backend must bring up to date (a sequence)."""
+
     def watch(self, stop: threading.Event, interval: float | None = None) -> Iterator[None]:
         """Yield whenever the state may have changed, until ``stop`` is set: the caller then re-reads
         (:meth:`snapshot`). This default looks every ``interval`` seconds; a backend that can be told of a
         change (a database's notifications) yields when told, and still on a slow poll."""
         while not stop.wait(self.poll_seconds if interval is None else interval):
             yield
+
+
+#: Every table of the state, in the order a copy writes them (a table after those it refers to).
+TABLES = ("history", "live", "routing", "shadow_stats", "shadow_marks", "pins")
+
+
+def copy_state(source: StateStore, target: StateStore) -> dict[str, int]:
+    """Copy every row of ``source`` into ``target``, which must hold nothing yet (a store's history is
+    never merged or overwritten); history ids are kept, so the chain reads the same. Rows per table.
+
+    Raises:
+        StateError: ``target`` already holds state, or either cannot be read or written.
+    """
+    from mldeploy.errors import StateError
+
+    if target.exists and target.history(limit=1):
+        raise StateError(f"{target.location} already holds a history: copy only into an empty state (nothing was changed)")
+    rows: dict[str, tuple[list[str], list[tuple]]] = {}
+    with source._read() as db:
+        if db is None:
+            raise StateError(f"{source.location} holds no state to copy")
+        for table in TABLES:
+            if _has(db, table):
+                cursor = db.execute(f"SELECT * FROM {table}")
+                rows[table] = ([d[0] for d in cursor.description], [tuple(r) for r in cursor.fetchall()])
+    with target._transaction() as db:
+        for table, (columns, values) in rows.items():
+            if values:
+                db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values)
+        target._after_copy(db)
+    return {table: len(values) for table, (_, values) in rows.items()}
+
+
+def _has(db, table: str) -> bool:
+    from mldeploy.store.common import has_table
+
+    return has_table(db, table)

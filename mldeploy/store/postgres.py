@@ -195,6 +195,9 @@ class PostgresStore(ReleasesTables, RoutesTable, ShadowStatsTable, PinsTable, Po
     #: The safety poll: a notification lost while a replica was away is caught within this.
     poll_seconds = 5.0
 
+    def _after_copy(self, db) -> None:
+        db.execute("SELECT setval(pg_get_serial_sequence('history', 'id'), GREATEST((SELECT max(id) FROM history), 1))")
+
     def watch(self, stop: threading.Event, interval: float | None = None) -> Iterator[None]:
         """Yield when a change is announced, when the listening connection comes back after a loss (what
         was announced meanwhile is lost), and every :attr:`poll_seconds`; until ``stop`` is set."""

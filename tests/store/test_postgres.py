@@ -129,3 +129,22 @@ def test_an_unreachable_database_is_one_state_error(postgres_server):
     with pytest.raises(StateError, match="cannot be reached"):
         store.live_versions()
     assert "***" in open_store("postgresql://me:secret@127.0.0.1:1/x").location and "secret" not in open_store("postgresql://me:secret@127.0.0.1:1/x").location
+
+
+def test_state_copy_from_a_folder_to_postgresql_keeps_the_history(cli, project_dir, postgres_url):
+    folder = open_store(project_dir / ".mldeploy")
+    folder.switch("faces", "v2", current_default="v1", reason="first")
+    folder.rollback("faces", current_default="v1", reason="second")
+    folder.set_route("faces", current_default="v1", shadow="v2")
+    folder.add_shadow_stats("faces", "faces@v1", "faces@v2", {"requests": 7})
+    folder.set_pins("faces@v2", {"weights": ("/w", "cd" * 32, 3)})
+    result = cli("state", "copy", "--to", postgres_url)
+    assert result.exit_code == 0, result.output
+    assert "3 history rows" in result.stderr and "1 pins rows" in result.stderr
+    copied = open_store(postgres_url)
+    assert copied.history() == folder.history() and copied.snapshot() == folder.snapshot()
+    assert copied.shadow_stats("faces")[0]["requests"] == 7 and copied.pins("faces@v2") == folder.pins("faces@v2")
+    assert copied.switch("faces", "v3", current_default="v1").id == 4  # the ids go on from the copied ones
+    again = cli("state", "copy", "--to", postgres_url)  # never into a store that holds a history
+    assert again.exit_code == 5 and "already holds a history" in again.stderr
+    assert len(open_store(postgres_url).history()) == 4
