@@ -90,6 +90,8 @@ class Deployments:
         self.mirror = ShadowMirror(self.metrics, self.project.store, self.capturer, self._shadows, self.config.shadow_mode, self.config.max_pixels)
         self.mirror.start()
         self.refresh(force=True)
+        self._publisher = threading.Thread(target=self._publish_canary, name="mldeploy-canary", daemon=True)
+        self._publisher.start()
         self._watcher = threading.Thread(target=self._watch, name="mldeploy-watch", daemon=True)
         self._watcher.start()
         self.ready = True
@@ -115,6 +117,15 @@ class Deployments:
             except Exception as exc:  # deleted, damaged, locked: keep the current plans, retry, say so once
                 problem = f"{exc}; keeping the current routing ({self._describe()})"
             self._report(problem or self.mirror.flush())
+
+    def _publish_canary(self) -> None:
+        """Every second: this replica's canary counts into the store, and the fleet's canary judged."""
+        while not self._stop.wait(1.0):
+            canaries = {name: plan.canary.version for name, plan in self.plans.items() if plan.canary is not None}
+            try:
+                self.guard.publish(self.project.store(), canaries)
+            except MldeployError as exc:  # the state store is away: the counts wait for the next try
+                log.debug("canary counts not published: %s", exc)
 
     def _describe(self) -> str:
         return ", ".join(f"{name}: {plan.live.ref}" for name, plan in self.plans.items())

@@ -77,6 +77,13 @@ class StateStore(ABC):
     @abstractmethod
     def shadow_stats(self, model: str) -> list[dict]: ...
 
+    # The live canary's counters, the fleet's (mergeable: each replica adds).
+    @abstractmethod
+    def add_canary_stats(self, model: str, version: str, requests: int, errors: int, buckets: dict[int, int]) -> None: ...
+
+    @abstractmethod
+    def canary_stats(self, model: str, version: str) -> tuple[int, int, dict[int, int]]: ...
+
     # Pinned SHA-256 digests of each version's files.
     @abstractmethod
     def pins(self, ref: str) -> dict[str, tuple[str, str, int, str]]: ...
@@ -96,7 +103,7 @@ class StateStore(ABC):
 
 
 #: Every table of the state, in the order a copy writes them (a table after those it refers to).
-TABLES = ("history", "live", "routing", "shadow_stats", "shadow_marks", "pins")
+TABLES = ("history", "live", "routing", "shadow_stats", "shadow_marks", "canary_stats", "canary_latency", "pins")
 
 
 def copy_state(source: StateStore, target: StateStore) -> dict[str, int]:

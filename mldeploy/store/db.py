@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Iterator
 
 from mldeploy.errors import StateError
-from mldeploy.store import pins, releases, routes, shadow_stats
+from mldeploy.store import canary_stats, pins, releases, routes, shadow_stats
 from mldeploy.store.common import immediate
 
 DB_NAME = "state.db"
 
 #: Schema version -> the statements that bring the version before it to it.
-MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4, 5: shadow_stats.SCHEMA_V5, 6: shadow_stats.SCHEMA_V6}
+MIGRATIONS = {1: releases.SCHEMA, 2: routes.SCHEMA + shadow_stats.SCHEMA, 3: pins.SCHEMA, 4: shadow_stats.SCHEMA_V4, 5: shadow_stats.SCHEMA_V5, 6: shadow_stats.SCHEMA_V6,
+              7: canary_stats.SCHEMA}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

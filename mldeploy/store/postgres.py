@@ -28,8 +28,9 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from mldeploy.errors import StateError, UsageError
-from mldeploy.store import pins, releases, routes, shadow_stats
+from mldeploy.store import canary_stats, pins, releases, routes, shadow_stats
 from mldeploy.store.base import StateStore
+from mldeploy.store.canary_stats import CanaryStatsTable
 from mldeploy.store.pins import PinsTable
 from mldeploy.store.releases import ReleasesTables
 from mldeploy.store.routes import RoutesTable
@@ -59,7 +60,8 @@ def pg_ddl(sqlite_ddl: str) -> str:
 
 #: Schema version -> statements, as in :data:`mldeploy.store.db.MIGRATIONS`.
 MIGRATIONS = {1: pg_ddl(releases.SCHEMA) + APPEND_ONLY, 2: pg_ddl(routes.SCHEMA + shadow_stats.SCHEMA), 3: pg_ddl(pins.SCHEMA),
-              4: pg_ddl(shadow_stats.SCHEMA_V4), 5: pg_ddl(shadow_stats.SCHEMA_V5), 6: pg_ddl(shadow_stats.SCHEMA_V6)}
+              4: pg_ddl(shadow_stats.SCHEMA_V4), 5: pg_ddl(shadow_stats.SCHEMA_V5), 6: pg_ddl(shadow_stats.SCHEMA_V6),
+              7: pg_ddl(canary_stats.SCHEMA)}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -189,7 +191,7 @@ class PostgresDatabase:
             yield _Connection(conn)
 
 
-class PostgresStore(ReleasesTables, RoutesTable, ShadowStatsTable, PinsTable, PostgresDatabase, StateStore):
+class PostgresStore(ReleasesTables, RoutesTable, ShadowStatsTable, CanaryStatsTable, PinsTable, PostgresDatabase, StateStore):
     """The state on a PostgreSQL server many replicas share; changes announced by LISTEN/NOTIFY."""
 
     #: The safety poll: a notification lost while a replica was away is caught within this.

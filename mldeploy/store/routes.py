@@ -73,6 +73,8 @@ class RoutesTable:
             )
             if route.canary_version is None:
                 route = Route(route.shadow_version, None, 0.0)
+            if route.canary_version != (row[1] if row else None):
+                self._clear_canary_stats(db, model)
             db.execute(
                 "INSERT INTO routing (model, shadow_version, canary_version, canary_weight, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(model) DO UPDATE SET shadow_version = excluded.shadow_version, canary_version = excluded.canary_version, "

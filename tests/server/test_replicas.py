@@ -40,3 +40,30 @@ def test_replicas_on_one_database_agree_and_keep_serving_while_it_is_away(serve,
 def _live(replica) -> str:
     """The live version a replica routes by now (what it says on /models)."""
     return replica.client.get("/models", timeout=5).json()["models"][0]["live"]
+
+
+def test_the_analysis_endpoint_judges_the_fleets_canary(serve, project_dir, postgres_url):
+    """Two replicas split a canary's traffic; the verdict counts both, and is inconclusive on too little."""
+    import httpx
+
+    env = {"MLDEPLOY_ADMIN_TOKEN": "t0ken"}
+    replicas = [serve("--model", "faces", "--state", postgres_url, "--canary", "faces=blind:100", **env) for _ in range(2)]
+    auth = {"Authorization": "Bearer t0ken"}
+    assert replicas[0].client.get("/admin/models/faces/analysis").status_code == 401
+    early = replicas[0].client.get("/admin/models/faces/analysis", headers=auth).json()
+    assert early["verdict"]["status"] == "inconclusive" and "fewer than 20" in early["notes"][0]
+    photo = project_dir / "photos" / "camera.jpg"
+    for n in range(12):
+        assert replicas[n % 2].post("/count-faces/", photo).json()["version"] == "faces@blind"
+    deadline = time.monotonic() + 10  # each replica adds its counts to the store every second
+    judged = None
+    while time.monotonic() < deadline:
+        judged = replicas[1].client.get("/admin/models/faces/analysis", params={"min_requests": 12}, headers=auth).json()
+        if judged["canary"]["requests"] == 12:
+            break
+        time.sleep(0.2)
+    assert judged["canary"]["requests"] == 12 and judged["canary"]["errors"] == 0  # both replicas' requests
+    assert judged["verdict"]["status"] == "pass" and [g["gate"] for g in judged["gates"]] == ["max_error_rate"]
+    strict = replicas[0].client.get("/admin/models/faces/analysis", params={"min_requests": 12, "max_p95_ms": 0.001}, headers=auth).json()
+    assert strict["verdict"]["status"] == "fail" and strict["verdict"]["deciding"] == ["max_p95_ms"]
+    assert httpx.get(f"{replicas[0].url}/admin/models/faces/analysis", params={"max_error_rate": "x"}, headers=auth).status_code in (400, 422)

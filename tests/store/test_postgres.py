@@ -48,7 +48,7 @@ def test_history_is_append_only_in_the_database_itself(postgres_url):
         for statement in ("UPDATE history SET reason = 'x'", "DELETE FROM history"):
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 conn.execute(statement)
-        assert conn.execute("SELECT version FROM mldeploy_schema").fetchone()[0] == 6  # the SQLite file's schema version
+        assert conn.execute("SELECT version FROM mldeploy_schema").fetchone()[0] == 7  # the SQLite file's schema version
 
 
 def _promote_many(url, worker, count, barrier):

@@ -199,4 +199,4 @@ def test_a_schema_3_file_gains_the_drift_and_coverage_columns_and_keeps_its_coun
     store.add_shadow_stats("faces", "v1", "v2", {"compared": 1, "drifted": 2, "captured": 3, "evicted": 1})
     (row,) = store.shadow_stats("faces")
     assert (row["compared"], row["matched"], row["drifted"], row["captured"], row["evicted"]) == (5, 7, 2, 3, 1)
-    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION == 6
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == state_module.SCHEMA_VERSION == 7

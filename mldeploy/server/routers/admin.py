@@ -100,3 +100,37 @@ async def route(body: RouteBody, request: Request, name: str = Depends(served_mo
 
     await run_in_threadpool(work)
     return {"routing": deployments.plans[name].describe()}
+
+
+@router.get("/models/{name}/analysis", responses=errors(401, 404, 422, 503))
+async def analysis(request: Request, name: str = Depends(served_model)):
+    """The verdict on the live canary and shadow of ``name``, fleet-wide (every replica's counts, from the
+    state store), with the gates of ``mldeploy shadow``: ``{"verdict": {"status": "pass" | "fail" |
+    "inconclusive" | "report only", ...}, "gates": [...], "canary": {...}, "shadow": {...}}``. Bounds
+    may be given as query parameters (``max_error_rate``, ``max_p95_ms``, ``min_precision``,
+    ``min_recall``, ``max_drift``, ...), with ``min_requests`` and ``min_compared`` for the evidence
+    needed. For Argo Rollouts' web metric (``mldeploy export argo``)."""
+    from mldeploy.report.serialize import gate_to_dict, verdict_to_dict
+    from mldeploy.rollout.analysis import CANARY_GATES, SHADOW_GATES, analyse, bounds_from
+
+    deployments = request.app.state.deployments
+    plan = deployments.plans[name]
+    query = dict(request.query_params)
+    canary_bounds = bounds_from(query, CANARY_GATES) or (request.app.state.config.canary_bounds or None)
+    shadow_bounds = bounds_from(query, SHADOW_GATES) or None
+    counts = {}
+    for key in ("min_requests", "min_compared"):
+        if key in query:
+            try:
+                counts[key] = max(1, int(query[key]))
+            except ValueError:
+                from mldeploy.errors import UsageError
+
+                raise UsageError(f"{key}={query[key]!r}: a whole number") from None
+    await run_in_threadpool(deployments.mirror.flush)  # this replica's shadow counts, written before judging
+    result = await run_in_threadpool(analyse, deployments.project.store(), name, plan.live.version,
+                                     plan.canary.version if plan.canary is not None else None,
+                                     plan.shadow.version if plan.shadow is not None else None,
+                                     canary_bounds=canary_bounds, shadow_bounds=shadow_bounds, **counts)
+    return {"model": name, "verdict": verdict_to_dict(result.verdict), "gates": [gate_to_dict(g) for g in result.verdict.ran],
+            "canary": result.canary, "shadow": result.shadow, "notes": result.notes}
