@@ -17,6 +17,7 @@ from mldeploy.cli import canary as _canary
 from mldeploy.cli import capture as _capture
 from mldeploy.cli import detect as _detect
 from mldeploy.cli import eval as _eval
+from mldeploy.cli import export as _export
 from mldeploy.cli import models as _models
 from mldeploy.cli import rollout as _rollout
 from mldeploy.cli import serve as _serve
@@ -81,6 +82,7 @@ app.command("route", rich_help_panel="Rollout")(_rollout.route)
 app.command("serve", rich_help_panel="Serve")(_serve.serve)
 app.add_typer(_capture.app, name="capture", rich_help_panel="Serve")
 app.add_typer(_state.app, name="state", rich_help_panel="Serve")
+app.add_typer(_export.app, name="export", rich_help_panel="Serve")
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         response.headers.setdefault("X-Mldeploy-Version", __version__)
         return response
 
-    for router in (predict.router, info.router, admin.router, page.router):
+    for router in (predict.router, info.router, admin.router, admin.flagger, page.router):
         app.include_router(router)
     for name in config.models:  # with and without the trailing slash: curl does not follow a 307 for a POST
         for path in (f"/count-{name}/", f"/count-{name}"):

@@ -67,3 +67,20 @@ def test_the_analysis_endpoint_judges_the_fleets_canary(serve, project_dir, post
     strict = replicas[0].client.get("/admin/models/faces/analysis", params={"min_requests": 12, "max_p95_ms": 0.001}, headers=auth).json()
     assert strict["verdict"]["status"] == "fail" and strict["verdict"]["deciding"] == ["max_p95_ms"]
     assert httpx.get(f"{replicas[0].url}/admin/models/faces/analysis", params={"max_error_rate": "x"}, headers=auth).status_code in (400, 422)
+
+
+def test_flaggers_webhooks_answer_from_the_same_verdict(serve, project_dir, postgres_url):
+    server = serve("--model", "faces", "--state", postgres_url, "--canary", "faces=blind:100", MLDEPLOY_ADMIN_TOKEN="t0ken")
+    hook = {"name": "faces-api", "namespace": "prod", "phase": "Progressing", "metadata": {"token": "t0ken"}}
+    confirm, rollback = "/flagger/models/faces/confirm-promotion", "/flagger/models/faces/rollback"
+    assert server.client.post(confirm, json={**hook, "metadata": {"token": "wrong"}}).status_code == 401
+    early = server.client.post(confirm, json=hook)
+    assert early.status_code == 412 and early.json()["verdict"]["status"] == "inconclusive"  # Flagger waits
+    for _ in range(5):
+        server.post("/count-faces/", project_dir / "photos" / "camera.jpg")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and server.client.post(confirm, params={"min_requests": 5}, json=hook).status_code != 200:
+        time.sleep(0.2)
+    assert server.client.post(confirm, params={"min_requests": 5}, json=hook).status_code == 200
+    assert server.client.post(rollback, params={"min_requests": 5}, json=hook).status_code == 412  # a pass: no rollback
+    assert server.client.post(rollback, params={"min_requests": 5, "max_p95_ms": 0.001}, json=hook).status_code == 200  # a fail: roll back

@@ -102,15 +102,9 @@ async def route(body: RouteBody, request: Request, name: str = Depends(served_mo
     return {"routing": deployments.plans[name].describe()}
 
 
-@router.get("/models/{name}/analysis", responses=errors(401, 404, 422, 503))
-async def analysis(request: Request, name: str = Depends(served_model)):
-    """The verdict on the live canary and shadow of ``name``, fleet-wide (every replica's counts, from the
-    state store), with the gates of ``mldeploy shadow``: ``{"verdict": {"status": "pass" | "fail" |
-    "inconclusive" | "report only", ...}, "gates": [...], "canary": {...}, "shadow": {...}}``. Bounds
-    may be given as query parameters (``max_error_rate``, ``max_p95_ms``, ``min_precision``,
-    ``min_recall``, ``max_drift``, ...), with ``min_requests`` and ``min_compared`` for the evidence
-    needed. For Argo Rollouts' web metric (``mldeploy export argo``)."""
-    from mldeploy.report.serialize import gate_to_dict, verdict_to_dict
+async def _judge(request: Request, name: str):
+    """The fleet-wide verdict on ``name``'s live canary and shadow, with bounds from the query string."""
+    from mldeploy.errors import UsageError
     from mldeploy.rollout.analysis import CANARY_GATES, SHADOW_GATES, analyse, bounds_from
 
     deployments = request.app.state.deployments
@@ -124,13 +118,66 @@ async def analysis(request: Request, name: str = Depends(served_model)):
             try:
                 counts[key] = max(1, int(query[key]))
             except ValueError:
-                from mldeploy.errors import UsageError
-
                 raise UsageError(f"{key}={query[key]!r}: a whole number") from None
     await run_in_threadpool(deployments.mirror.flush)  # this replica's shadow counts, written before judging
-    result = await run_in_threadpool(analyse, deployments.project.store(), name, plan.live.version,
-                                     plan.canary.version if plan.canary is not None else None,
-                                     plan.shadow.version if plan.shadow is not None else None,
-                                     canary_bounds=canary_bounds, shadow_bounds=shadow_bounds, **counts)
+    return await run_in_threadpool(analyse, deployments.project.store(), name, plan.live.version,
+                                   plan.canary.version if plan.canary is not None else None,
+                                   plan.shadow.version if plan.shadow is not None else None,
+                                   canary_bounds=canary_bounds, shadow_bounds=shadow_bounds, **counts)
+
+
+def analysis_to_dict(name: str, result) -> dict:
+    from mldeploy.report.serialize import gate_to_dict, verdict_to_dict
+
     return {"model": name, "verdict": verdict_to_dict(result.verdict), "gates": [gate_to_dict(g) for g in result.verdict.ran],
             "canary": result.canary, "shadow": result.shadow, "notes": result.notes}
+
+
+@router.get("/models/{name}/analysis", responses=errors(401, 404, 422, 503))
+async def analysis(request: Request, name: str = Depends(served_model)):
+    """The verdict on the live canary and shadow of ``name``, fleet-wide (every replica's counts, from the
+    state store), with the gates of ``mldeploy shadow``: ``{"verdict": {"status": "pass" | "fail" |
+    "inconclusive", ...}, "gates": [...], "canary": {...}, "shadow": {...}}``. Bounds may be given as
+    query parameters (``max_error_rate``, ``max_p95_ms``, ``min_precision``, ``min_recall``,
+    ``max_drift``, ...), with ``min_requests`` and ``min_compared`` for the evidence needed. For Argo
+    Rollouts' web metric (``mldeploy export argo``)."""
+    return analysis_to_dict(name, await _judge(request, name))
+
+
+#: Flagger's webhooks: Flagger sends no headers, so the admin token comes in the payload's metadata.
+flagger = APIRouter(prefix="/flagger", tags=["admin"])
+
+
+async def _flagger_verdict(request: Request, name: str):
+    import json
+
+    token = request.app.state.config.admin_token
+    try:
+        payload = json.loads(await request.body() or b"{}")
+    except ValueError:
+        payload = {}
+    given = str((payload.get("metadata") or {}).get("token", "")) if isinstance(payload, dict) else ""
+    if not token:
+        raise AdminAuthError("admin endpoints are off: start the server with MLDEPLOY_ADMIN_TOKEN set")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise AdminAuthError("missing or wrong admin token (Flagger: put it in the webhook's metadata as token)")
+    return await _judge(request, name)
+
+
+@flagger.post("/models/{name}/confirm-promotion", responses=errors(401, 404, 412))
+async def confirm_promotion(request: Request, name: str = Depends(served_model)):
+    """Flagger's ``confirm-promotion`` webhook: 200 only when the verdict is a pass (412 otherwise, and
+    Flagger waits)."""
+    from fastapi.responses import JSONResponse
+
+    result = await _flagger_verdict(request, name)
+    return JSONResponse(analysis_to_dict(name, result), status_code=200 if result.verdict.status == "pass" else 412)
+
+
+@flagger.post("/models/{name}/rollback", responses=errors(401, 404, 412))
+async def flagger_rollback(request: Request, name: str = Depends(served_model)):
+    """Flagger's ``rollback`` webhook: 200 (roll back) only when the verdict is a fail; 412 otherwise."""
+    from fastapi.responses import JSONResponse
+
+    result = await _flagger_verdict(request, name)
+    return JSONResponse(analysis_to_dict(name, result), status_code=200 if result.verdict.status == "fail" else 412)
