@@ -93,7 +93,7 @@ def _default(param) -> str:
     elif not param.is_flag and default not in (None, (), [], "") and "[default" not in (param.help or ""):
         notes.append(f"default: {default:g}" if isinstance(default, float) else f"default: {default}")
     if param.envvar:
-        notes.append(f"env: {param.envvar}")
+        notes.append(f"env: {param.envvar if isinstance(param.envvar, str) else ' or '.join(param.envvar)}")
     return f" [{'; '.join(notes)}]" if notes else ""
 
 
