@@ -143,9 +143,22 @@ def measure(job: Job, clock: Callable[[], float] = time.perf_counter) -> Measure
             begun = clock()
             latencies[c] = list(pool.map(request, range(job.requests)))
             walls[c] = clock() - begun
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return Measured(job.spec.ref, job.threads, load_seconds, first_seconds, answers, stages, latencies, walls, peak_kb / 1024,
+    return Measured(job.spec.ref, job.threads, load_seconds, first_seconds, answers, stages, latencies, walls, peak_mb(),
                     len(os.sched_getaffinity(0)), _libraries())
+
+
+def peak_mb() -> float:
+    """This process's peak resident size, MB: ``VmHWM``, the high-water mark of its own address space.
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that across fork and exec, so a process spawned by a
+    large one (a test runner holding 2 GB) would report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- statistics -------------------------------------------------------------------------------------------

@@ -161,3 +161,13 @@ def test_by_default_a_version_runs_on_every_core_it_is_given(cli, planted):
     assert [row["threads"] for row in json.loads(result.stdout)["candidates"]] == [len(os.sched_getaffinity(0))]
     pinned = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--requests", "5", "--cpus", "1", "--format", "json", "--no-progress")
     assert [row["threads"] for row in json.loads(pinned.stdout)["candidates"]] == [1]
+
+
+def test_a_large_parent_does_not_inflate_a_candidates_memory(cli, planted):
+    """The measuring process is spawned by this one; Linux carries ``ru_maxrss`` across fork and exec, so
+    a parent holding 500 MB must not show up as the candidate's peak (``VmHWM`` is its own)."""
+    import numpy as np
+
+    held = np.ones(500 * 1024 * 1024 // 8)  # noqa: F841 - touched pages: 500 MB resident here
+    result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--threads", "1", "--requests", "5", "--format", "json", "--no-progress")
+    assert [row["peak_mb"] < 400 for row in json.loads(result.stdout)["candidates"]] == [True]
