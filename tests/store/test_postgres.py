@@ -11,6 +11,7 @@ import pytest
 
 from mldeploy.errors import NothingToRollBackError, StateError
 from mldeploy.store import KEEP, Route, open_store
+from tests.store.test_store import _promote_many  # the same writers as the SQLite store's test
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +50,6 @@ def test_history_is_append_only_in_the_database_itself(postgres_url):
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 conn.execute(statement)
         assert conn.execute("SELECT version FROM mldeploy_schema").fetchone()[0] == 7  # the SQLite file's schema version
-
-
-def _promote_many(url, worker, count, barrier):
-    store = open_store(url)
-    barrier.wait()
-    for n in range(count):
-        store.switch("faces", f"w{worker}-{n}", current_default="v1", reason=f"worker {worker}")
 
 
 def test_concurrent_processes_lose_no_row_and_keep_the_chain(postgres_url):
