@@ -133,11 +133,13 @@ class ReleasesTables:
     def _append(db: sqlite3.Connection, model: str, from_version: str, to_version: str, action: str, reason: str, command: str,
                 move_live: bool = True) -> Change:
         change = Change(0, model, from_version, to_version, action, reason, command, _actor(), now())
-        row = db.execute(
-            "INSERT INTO history (model, from_version, to_version, action, reason, command, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (model, from_version, to_version, action, reason, command, change.actor, change.at),
-        ).fetchone()  # RETURNING: the same statement for SQLite (3.35+) and PostgreSQL
-        change = replace(change, id=row[0])
+        insert = "INSERT INTO history (model, from_version, to_version, action, reason, command, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        params = (model, from_version, to_version, action, reason, command, change.actor, change.at)
+        if isinstance(db, sqlite3.Connection):  # lastrowid: SQLite before 3.35 (Ubuntu 20.04's) has no RETURNING
+            new_id = db.execute(insert, params).lastrowid
+        else:  # PostgreSQL gives the id back with RETURNING
+            new_id = db.execute(insert + " RETURNING id", params).fetchone()[0]
+        change = replace(change, id=new_id)
         if move_live:
             db.execute(
                 "INSERT INTO live (model, version, since, change_id) VALUES (?, ?, ?, ?) "
