@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mldeploy.compare import AgreementCounts
-from mldeploy.rollout.gates import DEFAULT_POLICY, GATES, INCONCLUSIVE, PASS, REPORT_ONLY, GateResult, LiveWindow, Verdict, evaluate, verdict
+from mldeploy.rollout.gates import DEFAULT_POLICY, INCONCLUSIVE, GateResult, LiveWindow, Verdict, evaluate, resolve_rules, verdict
 from mldeploy.rollout.latency import LatencyStats
 from mldeploy.store.canary_stats import percentile_of
 
@@ -60,9 +60,16 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
-def _short(gates: list[GateResult], count: int) -> list[GateResult]:
-    """Every gate of a part with too little evidence (``count`` requests or comparisons): inconclusive."""
-    return [GateResult(g.gate, g.bound, g.value, INCONCLUSIVE, pairs=count) for g in gates]
+def _judge(window, given: Mapping[str, float] | None, defaults: Mapping[str, float], gates: tuple[str, ...], evidence: int, needed: int,
+           short: str, notes: list[str]) -> list[GateResult]:
+    """The gates of one part (canary or shadow) on its fleet window; every one inconclusive when the part
+    has less ``evidence`` than ``needed`` (then ``short`` goes into the notes)."""
+    bounds = {k: v for k, v in (given or defaults).items() if k in gates and v is not None}
+    judged = evaluate(window, bounds)
+    if evidence < needed:
+        notes.append(f"{short}, fewer than {needed}")
+        judged = [GateResult(g.gate, g.bound, g.value, INCONCLUSIVE, pairs=evidence) for g in judged]
+    return judged
 
 
 def analyse(store, model: str, live: str, canary: str | None, shadow: str | None, *, canary_bounds: Mapping[str, float] | None = None,
@@ -74,47 +81,35 @@ def analyse(store, model: str, live: str, canary: str | None, shadow: str | None
     canary_part = shadow_part = None
     if canary is not None:
         window = fleet_window(store, model, canary)
-        bounds = {k: v for k, v in (canary_bounds or CANARY_DEFAULTS).items() if k in CANARY_GATES and v is not None}
-        judged = evaluate(window, bounds)
-        if window.requests < min_requests:
-            judged = _short(judged, window.requests)
-            notes.append(f"canary {model}@{canary}: {window.requests} requests on every replica, fewer than {min_requests}")
-        results += judged
+        results += _judge(window, canary_bounds, CANARY_DEFAULTS, CANARY_GATES, window.requests, min_requests,
+                          f"canary {model}@{canary}: {window.requests} requests on every replica", notes)
         canary_part = {"version": f"{model}@{canary}", "requests": window.requests, "errors": window.new_errors,
                        "error_rate": window.error_rate, "p95_ms": None if window.new_latency.p95 is None else round(window.new_latency.p95 * 1000, 2)}
     if shadow is not None:
         row = next((r for r in store.shadow_stats(model) if r["live_version"] == live and r["shadow_version"] == shadow), None)
         counts = AgreementCounts.from_row(row) if row else AgreementCounts()
         window = ShadowWindow(counts, int(row["requests"]) if row else 0, int(row["errors"]) if row else 0)
-        bounds = {k: v for k, v in (shadow_bounds or SHADOW_DEFAULTS).items() if k in SHADOW_GATES and v is not None}
-        judged = evaluate(window, bounds)
-        if window.compared < min_compared:
-            judged = _short(judged, window.compared)
-            notes.append(f"shadow {model}@{shadow}: {window.compared} comparisons on every replica, fewer than {min_compared}")
-        results += judged
+        results += _judge(window, shadow_bounds, SHADOW_DEFAULTS, SHADOW_GATES, window.compared, min_compared,
+                          f"shadow {model}@{shadow}: {window.compared} comparisons on every replica", notes)
         shadow_part = {"live": f"{model}@{live}", "shadow": f"{model}@{shadow}", "compared": window.compared, "errors": window.new_errors,
                        "precision": counts.precision, "recall": counts.recall, "drift": counts.drift, "disagreement": counts.disagreement}
     if canary is None and shadow is None:
         notes.append(f"{model} has neither a canary nor a shadow: nothing to judge")
-    judged = verdict(results)
-    if judged.status == REPORT_ONLY and results:
-        # A canary without a shadow has no reference to judge its answers' quality against: its errors and
-        # latency are what it is judged on here, so they decide (shadow and canary would say REPORT ONLY).
-        judged = Verdict(PASS, tuple(g for g in results if g.status == "pass"), tuple(results))
-    return Analysis(model, judged, canary_part, shadow_part, notes)
+    # A canary without a shadow has no reference to judge its answers' quality against: its errors and
+    # latency are what it is judged on, so they may decide (shadow and canary would say REPORT ONLY).
+    return Analysis(model, verdict(results, require_quality=shadow is not None), canary_part, shadow_part, notes)
 
 
 def bounds_from(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, float]:
-    """Gate bounds given as query parameters (``?max_error_rate=0.02``), checked as flags are."""
+    """Gate bounds given as query parameters (``?max_error_rate=0.02``), checked by the same rules as flags
+    (:func:`~mldeploy.rollout.gates.resolve_rules`)."""
     from mldeploy.errors import UsageError
 
-    out = {}
+    given = {}
     for name in names:
         if name in query:
             try:
-                out[name] = float(query[name])
+                given[name] = float(query[name])
             except ValueError:
                 raise UsageError(f"{name}={query[name]!r}: a number") from None
-            if GATES[name].share and not 0 <= out[name] <= 1:
-                raise UsageError(f"{name}={out[name]:g}: a share from 0 to 1")
-    return out
+    return resolve_rules(given, policy="none").bounds

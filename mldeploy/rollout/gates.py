@@ -339,7 +339,9 @@ class Verdict:
         return f"{self.status.upper()}: {_flags(self.deciding)}{also}"
 
 
-def verdict(results: list[GateResult], on_inconclusive: str = "fail") -> Verdict:
+def verdict(results: list[GateResult], on_inconclusive: str = "fail", require_quality: bool = True) -> Verdict:
+    """What ``results`` add up to. ``require_quality``: a run with no gate that judges the answers says
+    REPORT ONLY, never PASS (a live canary judged on its errors and latency alone may pass)."""
     results = list(results)
     inconclusive = tuple(g for g in results if g.status == INCONCLUSIVE)
     failed = tuple(g for g in results if g.status == FAIL)
@@ -347,7 +349,7 @@ def verdict(results: list[GateResult], on_inconclusive: str = "fail") -> Verdict
         return Verdict(FAIL, failed, tuple(results), inconclusive)
     if inconclusive and on_inconclusive == "fail":
         return Verdict(INCONCLUSIVE, inconclusive, tuple(results))
-    if not any(g.gate.quality for g in results):
+    if not (any(g.gate.quality for g in results) if require_quality else results):
         return Verdict(REPORT_ONLY, (), tuple(results), inconclusive)
     return Verdict(PASS, tuple(g for g in results if g.status == PASS), tuple(results), inconclusive)
 
