@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mldeploy.fileio import atomic_write
 from mldeploy.report import formats as fmt
+from mldeploy.report.serialize import _round  # the package's one rounding of a figure that may be missing
 from mldeploy.rollout.bench import BenchResult, Candidate
 
 #: Every candidate figure, in the order of the CSV's columns and the JSON's keys.
@@ -23,23 +24,19 @@ COLUMNS = ("version", "threads", "concurrency", "p50_ms", "p95_ms", "p95_ms_low"
            "precision", "recall", "errors", "breaks", "chosen")
 
 
-def _r(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def candidate_to_dict(c: Candidate, chosen: Candidate | None) -> dict[str, Any]:
     a = c.accuracy
     p95 = c.latency.get("p95")
     return {
         "version": c.spec.ref, "threads": c.threads, "concurrency": c.concurrency,
-        "p50_ms": _r(c.p("p50"), 2), "p95_ms": _r(c.p("p95"), 2), "p95_ms_low": _r(p95.low * 1000 if p95 else None, 2),
-        "p95_ms_high": _r(p95.high * 1000 if p95 else None, 2), "p99_ms": _r(c.p("p99"), 2),
+        "p50_ms": _round(c.p("p50"), 2), "p95_ms": _round(c.p("p95"), 2), "p95_ms_low": _round(p95.low * 1000 if p95 else None, 2),
+        "p95_ms_high": _round(p95.high * 1000 if p95 else None, 2), "p99_ms": _round(c.p("p99"), 2),
         "images_per_s": round(c.images_per_second, 2), "peak_mb": round(c.peak_mb, 1), "files_mb": round(c.files_mb, 2),
         "load_s": round(c.load_seconds, 3), "first_s": round(c.first_seconds, 3),
-        **{f"{stage}_ms": _r(c.stages_ms.get(stage), 3) for stage in ("decode", "pre", "forward", "post", "model")},
-        "accuracy_against": a.against if a else None, "map": _r(a.map if a else None, 4), "map50": _r(a.map50 if a else None, 4),
-        "f1": _r(a.f1 if a else None, 4), "drift": _r(a.drift if a else None, 4), "precision": _r(a.precision if a else None, 4),
-        "recall": _r(a.recall if a else None, 4), "errors": a.errors if a else 0, "breaks": c.breaks, "chosen": c is chosen,
+        **{f"{stage}_ms": _round(c.stages_ms.get(stage), 3) for stage in ("decode", "pre", "forward", "post", "model")},
+        "accuracy_against": a.against if a else None, "map": _round(a.map if a else None, 4), "map50": _round(a.map50 if a else None, 4),
+        "f1": _round(a.f1 if a else None, 4), "drift": _round(a.drift if a else None, 4), "precision": _round(a.precision if a else None, 4),
+        "recall": _round(a.recall if a else None, 4), "errors": a.errors if a else 0, "breaks": c.breaks, "chosen": c is chosen,
     }
 
 

@@ -337,14 +337,6 @@ class BenchResult:
         key = _objective_key(self.objective)
         return sorted(self.candidates, key=lambda c: (c.breaks is not None, key(c)))
 
-    @property
-    def input_errors(self) -> bool:
-        return bool(self.unmatched)
-
-    @property
-    def verdict(self):
-        return None
-
 
 def machine(cpus: int | None) -> dict[str, Any]:
     """The machine the figures belong to: CPU model, cores used of those here, memory."""
@@ -428,6 +420,7 @@ def run_bench(project, spec, *, on_job: Callable[[ModelSpec, int], None] | None 
     engine = spec.engine.make(project)
     requests = max(spec.requests, 1)
     items = tuple(images)
+    truths = _truths(project, spec, versions, items)  # read before anything is measured: bad labels cost no wait
     measured: dict[tuple[str, int], Measured] = {}
     with engine.session():
         for v in versions:
@@ -435,7 +428,7 @@ def run_bench(project, spec, *, on_job: Callable[[ModelSpec, int], None] | None 
                 if on_job is not None:
                     on_job(v, t)
                 measured[(v.ref, t)] = engine.bench(Job(v, t, concurrency, items, requests, cpus))
-    accuracy = _accuracy(project, spec, versions, items, measured, reference)
+    accuracy = _accuracy(spec, versions, items, measured, reference, truths)
     candidates = [c for v in versions for t in threads for c in candidates_of(measured[(v.ref, t)], v, accuracy.get((v.ref, t)))]
     chosen = choose(candidates, constraints, spec.objective)
     spent = sum(m.load_seconds + m.first_seconds + sum(m.walls.values()) + sum(map(sum, m.stages.values())) for m in measured.values())
@@ -448,49 +441,53 @@ def run_bench(project, spec, *, on_job: Callable[[ModelSpec, int], None] | None 
     return BenchResult(candidates, chosen, spec.objective, constraints, info, settings, unmatched, clock() - started, spent)
 
 
-def _accuracy(project, spec, versions, items, measured, reference) -> dict[tuple[str, int], Accuracy]:
-    """Each (version, threads)'s answers scored against the labels, or against the reference's answers."""
+def _truths(project, spec, versions, items) -> dict[tuple[str, ...], Any]:
+    """The labels, read once per set of classes the versions have (as eval reads them); empty without --labels."""
+    from mldeploy.truth.run import read_truths
+
+    if spec.labels.path is None:
+        return {}
+    out: dict[tuple[str, ...], Any] = {}
+    for v in versions:
+        if tuple(v.classes) not in out:
+            out[tuple(v.classes)] = read_truths(spec.labels.path, items, list(v.classes), label_map=spec.labels.label_map,
+                                                project_map=project.settings.label_map, names=spec.labels.names)
+    return out
+
+
+def _accuracy(spec, versions, items, measured, reference, truths) -> dict[tuple[str, int], Accuracy]:
+    """Each (version, threads)'s answers scored against the labels (``truths``, by classes), or against
+    the reference's answers."""
     from mldeploy.compare import AgreementMetric, failed_comparison
     from mldeploy.detections import Detections
     from mldeploy.errors import InferenceError
     from mldeploy.pipeline import DetectionResult
     from mldeploy.truth.evaluate import evaluate
-    from mldeploy.truth.run import read_truths, score
+    from mldeploy.truth.run import score
 
-    def results(m: Measured, ref: str) -> list[DetectionResult]:
-        out = []
-        for item, answer in zip(items, m.answers):
-            if isinstance(answer, str):
-                out.append(DetectionResult(item.display, ref, error=InferenceError(answer)))
-            else:
-                out.append(DetectionResult(item.display, ref, Detections(*answer)))
-        return out
+    def results(m: Measured) -> list[DetectionResult]:
+        return [DetectionResult(item.display, m.ref, error=InferenceError(answer)) if isinstance(answer, str)
+                else DetectionResult(item.display, m.ref, Detections(*answer)) for item, answer in zip(items, m.answers)]
 
-    scores: dict[tuple[str, int], Accuracy] = {}
-    truths_of: dict[tuple[str, ...], Any] = {}
+    spec_of = {v.ref: v for v in versions}
     base = None
     if reference is not None:
-        base = results(measured[(reference.ref, min(t for (r, t) in measured if r == reference.ref))], reference.ref)
-    for v in versions:
-        for (ref, t), m in measured.items():
-            if ref != v.ref:
-                continue
-            answered = results(m, ref)
-            errors = sum(not r.ok for r in answered)
-            if spec.labels.path is not None:
-                classes = tuple(v.classes)
-                if classes not in truths_of:
-                    truths_of[classes] = read_truths(spec.labels.path, items, list(classes), label_map=spec.labels.label_map,
-                                                     project_map=project.settings.label_map, names=spec.labels.names)
-                e = evaluate(ref, score(list(zip(items, answered)), truths_of[classes]), list(classes))
-                scores[(ref, t)] = Accuracy("labels", map=e.map, map50=e.map50, precision=e.precision, recall=e.recall, errors=errors)
-            else:
-                metric = AgreementMetric(spec.iou)
-                for old, new in zip(base, answered):
-                    if old.ok:  # a new version's error counts the old boxes as missing, as in shadow
-                        metric.update(old.detections, new.detections) if new.ok else metric.add(failed_comparison(old.detections))
-                a = metric.compute()
-                scores[(ref, t)] = Accuracy(reference.ref, f1=a.f1, drift=a.drift, precision=a.precision, recall=a.recall, errors=errors)
+        base = results(measured[(reference.ref, min(t for (r, t) in measured if r == reference.ref))])
+    scores: dict[tuple[str, int], Accuracy] = {}
+    for (ref, t), m in measured.items():
+        answered = results(m)
+        errors = sum(not r.ok for r in answered)
+        if truths:
+            classes = list(spec_of[ref].classes)
+            e = evaluate(ref, score(list(zip(items, answered)), truths[tuple(classes)]), classes)
+            scores[(ref, t)] = Accuracy("labels", map=e.map, map50=e.map50, precision=e.precision, recall=e.recall, errors=errors)
+            continue
+        metric = AgreementMetric(spec.iou)
+        for old, new in zip(base, answered):
+            if old.ok:  # a new version's error counts the old boxes as missing, as in shadow
+                metric.update(old.detections, new.detections) if new.ok else metric.add(failed_comparison(old.detections))
+        a = metric.compute()
+        scores[(ref, t)] = Accuracy(reference.ref, f1=a.f1, drift=a.drift, precision=a.precision, recall=a.recall, errors=errors)
     return scores
 
 

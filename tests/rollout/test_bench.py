@@ -171,3 +171,9 @@ def test_a_large_parent_does_not_inflate_a_candidates_memory(cli, planted):
     held = np.ones(500 * 1024 * 1024 // 8)  # noqa: F841 - touched pages: 500 MB resident here
     result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--threads", "1", "--requests", "5", "--format", "json", "--no-progress")
     assert [row["peak_mb"] < 400 for row in json.loads(result.stdout)["candidates"]] == [True]
+
+
+def test_labels_that_cannot_be_read_fail_before_anything_is_measured(cli, planted, tmp_path):
+    (tmp_path / "bad.json").write_text("{ not json")
+    result = cli("bench", "shapes", "-m", "shapes", "--versions", "v1", "--labels", tmp_path / "bad.json")
+    assert result.exit_code == 2 and "measuring" not in result.stderr, result.stderr
