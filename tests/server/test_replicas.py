@@ -19,7 +19,7 @@ def test_replicas_on_one_database_agree_and_keep_serving_while_it_is_away(serve,
 
     project = Project(state_dir=postgres_url, cwd=project_dir)
     promote(project, project.registry().resolve("faces@blind"), reason="test")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # told within a second here; the deadline is for a busy machine
     while not live_everywhere("blind") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live_everywhere("blind")
@@ -31,7 +31,7 @@ def test_replicas_on_one_database_agree_and_keep_serving_while_it_is_away(serve,
     finally:
         postgres_server.start()
     promote(project, project.registry().resolve("faces@v1"), reason="back")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not live_everywhere("v1") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert live_everywhere("v1")

@@ -89,6 +89,7 @@ def test_two_guards_removing_one_canary_leave_one_row(postgres_url):
 
 def test_a_change_is_announced_at_once_and_a_lost_one_is_caught_on_reconnect(postgres_server, postgres_url):
     watcher, writer = open_store(postgres_url), open_store(postgres_url)
+    watcher.poll_seconds = 3600  # no safety poll in this test: whatever it sees, it was told (or looked on reconnecting)
     writer.switch("faces", "v2", current_default="v1")
     stop, seen = threading.Event(), []
 
@@ -102,16 +103,16 @@ def test_a_change_is_announced_at_once_and_a_lost_one_is_caught_on_reconnect(pos
     while not seen and time.monotonic() < deadline:  # the first look, on connecting
         time.sleep(0.05)
     before = len(seen)
-    sent = time.monotonic()
     writer.switch("faces", "v3", current_default="v1")
+    deadline = time.monotonic() + 30  # a deadline for a busy machine, not a measurement: the poll is off
     while len(seen) == before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(seen) > before and seen[-1][1] == "v3" and seen[-1][0] - sent < 1.5  # told, not polled (the poll is 5 s)
+    assert len(seen) > before and seen[-1][1] == "v3"  # told: with the poll off, only the notification could say so
     postgres_server.stop()  # the listener's connection is gone; a change made meanwhile cannot be announced to it
     time.sleep(1.5)
     postgres_server.start()
     writer.switch("faces", "v4", current_default="v1")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while not any(v == "v4" for _, v in seen) and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
