@@ -41,13 +41,15 @@ def candidate_to_dict(c: Candidate, chosen: Candidate | None) -> dict[str, Any]:
 
 
 def headline(result: BenchResult) -> str:
-    """``PASS: faces@v1 threads=2 concurrency=1 fits every limit (best p95 latency)`` or ``FAIL: no
-    candidate fits: ...``: one line, the verdict's first word first."""
+    """``PASS: faces@v1 threads=2 concurrency=1 (lowest p95 of 3 candidates that meet every limit)`` or
+    ``FAIL: no candidate fits (...)``: one line, the verdict's first word first."""
     goal = {"latency": "lowest p95", "throughput": "most images/s", "memory": "least memory", "accuracy": "most accurate"}[result.objective]
     c = result.chosen
     if c is not None:
-        limits = "every limit" if any(v is not None for v in vars(result.constraints).values()) else "no limit given"
-        return f"PASS: {c.name} ({goal} of {sum(x.breaks is None for x in result.candidates)} fitting {limits})"
+        fitting = sum(x.breaks is None for x in result.candidates)
+        if any(v is not None for v in vars(result.constraints).values()):
+            return f"PASS: {c.name} ({goal} of {fitting} candidates that meet every limit)"
+        return f"PASS: {c.name} ({goal} of {fitting} candidates; no limit was given)"
     return f"FAIL: no candidate fits ({len(result.candidates)} measured; closest: {result.ranked[0].name}: {result.ranked[0].breaks})"
 
 
