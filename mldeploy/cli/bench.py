@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from mldeploy.cli.console import err_console, escape, out_console
+from mldeploy.cli.console import err_console, escape, out_console, verdict_line
 from mldeploy.cli.options import DEFAULT_MODEL, ENGINE, LABELS, PROJECT, ReportFormat, with_groups
 
 CHOICE = "Choice (exit 3 when no candidate fits)"
@@ -99,10 +99,7 @@ def bench(
     nxt = handoff(result, paths)
     for what, line in (nxt or {}).items():
         err_console.print(escape(f"next ({what}): {line}"))
-    line = headline(result)
-    head, _, rest = line.partition(": ")
-    err_console.print(f"[{'bold green' if result.chosen else 'bold red'}]{escape(head)}:[/] {escape(rest)}"
-                      f" (measured {result.measured_seconds:.1f} s of {result.wall_seconds:.1f} s)")
+    verdict_line(f"{headline(result)} (measured {result.measured_seconds:.1f} s of {result.wall_seconds:.1f} s)")
     if result.chosen is None:
         raise typer.Exit(3)
     if result.unmatched:

@@ -215,6 +215,16 @@ def loading_status(spec) -> Iterator[None]:
         yield
 
 
+#: How a verdict's first word is coloured on a terminal (in a log, colour is dropped and the line stays one line).
+VERDICT_COLOURS = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold red", "REPORT ONLY": "bold yellow"}
+
+
+def verdict_line(line: str) -> None:
+    """The verdict, as the last line of stderr: one line (never wrapped), its status word coloured."""
+    head, _, rest = line.partition(": ")
+    err_console.print(f"[{VERDICT_COLOURS.get(head.split(' (')[0], 'bold')}]{escape(head)}:[/] {escape(rest)}")
+
+
 def duration(seconds: float) -> str:
     """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
     seconds = max(0, int(round(seconds)))

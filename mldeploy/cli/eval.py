@@ -9,7 +9,7 @@ from typing import Annotated, List
 
 import typer
 
-from mldeploy.cli.console import err_console, error_line, escape, loading_status, out_console, progress_bar
+from mldeploy.cli.console import err_console, error_line, escape, loading_status, out_console, progress_bar, verdict_line
 from mldeploy.cli.options import DEFAULT_MODEL, ENGINE, EVAL_GATES, PROJECT, REPORTS, REQUIRED_LABELS, ReportFormat, with_groups
 
 
@@ -72,11 +72,9 @@ def eval_command(
     for g in v.deciding if not v.ok else ():
         error_line(f"gate failed: {escape(g.message)}")
     headline = v.headline if run.gates else "REPORT ONLY: no gate given (--min-map)"
-    head, _, rest = headline.partition(": ")
     load = f"load {run.load_seconds:.1f} s, " if run.load_seconds else ""
-    colour = {"pass": "bold green", "fail": "bold red"}.get(v.status, "bold") if run.gates else "bold"
-    err_console.print(f"[{colour}]{escape(head)}:[/] {escape(rest)} ({escape(e.model)}: mAP@0.5:0.95 {_f(e.map)}, mAP@0.5 {_f(e.map50)}, "
-                      f"precision {_f(e.precision)}, recall {_f(e.recall)} on {len(e.images)} images, {load}run {run.wall_seconds:.1f} s)")
+    verdict_line(f"{headline} ({e.model}: mAP@0.5:0.95 {_f(e.map)}, mAP@0.5 {_f(e.map50)}, precision {_f(e.precision)}, "
+                 f"recall {_f(e.recall)} on {len(e.images)} images, {load}run {run.wall_seconds:.1f} s)")
     code = exit_code(run)
     if code:
         raise typer.Exit(code)

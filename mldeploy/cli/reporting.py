@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from mldeploy.cli.console import err_console, error_line, escape, loading_status, out_console, progress_bar
+from mldeploy.cli.console import verdict_line as console_verdict_line
 from mldeploy.cli.options import Output, ReportFormat
 from mldeploy.errors import OutputError
 
@@ -136,6 +137,4 @@ def verdict_line(report) -> str:
 
 
 def print_verdict(report) -> None:
-    colour = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold red"}.get(report.verdict.status, "bold yellow")
-    head, _, rest = verdict_line(report).partition(": ")
-    err_console.print(f"[{colour}]{escape(head)}:[/] {escape(rest)}")
+    console_verdict_line(verdict_line(report))

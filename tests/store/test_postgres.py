@@ -6,7 +6,6 @@ import multiprocessing
 import threading
 import time
 
-import httpx
 import pytest
 
 from mldeploy.errors import NothingToRollBackError, StateError
