@@ -59,18 +59,19 @@ def argo(
 ) -> None:
     """An Argo Rollouts AnalysisTemplate whose web metric is mldeploy's fleet-wide verdict.
 
-    pass is success, fail is failure, inconclusive is neither (Argo pauses). With --replay-image, a
-    second template runs 'mldeploy shadow --capture' as a Job (exit 0 passes).
+    pass is success, fail is failure, inconclusive is neither (Argo pauses). A second template, for the
+    Rollout's last step, promotes the version its canary pods served (argument version) in the state.
+    With --replay-image, a third runs 'mldeploy shadow --capture' as a Job (exit 0 passes).
 
     Examples:
         mldeploy export argo -m faces --url http://mldeploy.prod:8000 > analysis.yaml
         mldeploy export argo -m faces --replay-image registry/mldeploy:1 --new v2 -o analysis.yaml
     """
     from mldeploy.errors import UsageError
-    from mldeploy.rollout.export import argo_analysis_template, argo_replay_template
+    from mldeploy.rollout.export import argo_analysis_template, argo_promote_template, argo_replay_template
 
     t = _target(model, url, min_requests, min_compared, max_error_rate, secret)
-    documents = [argo_analysis_template(t, interval, count)]
+    documents = [argo_analysis_template(t, interval, count), argo_promote_template(t)]
     if replay_image is not None:
         if new is None:
             raise UsageError("--replay-image needs --new VERSION: the version the Job shadows")
@@ -91,7 +92,8 @@ def flagger(
     output: OutputOption = None,
 ) -> None:
     """A Flagger MetricTemplate (the canary's error rate from /metrics) and a Canary that checks it and
-    calls mldeploy's confirm-promotion (200 only on pass) and rollback (200 only on fail) webhooks.
+    calls mldeploy's confirm-promotion (200 only on pass) and rollback (200 only on fail) webhooks, and
+    post-rollout, which records the outcome in the state.
 
     Flagger sends webhooks no headers: the admin token goes in their metadata, written as
     ${MLDEPLOY_ADMIN_TOKEN} for envsubst.

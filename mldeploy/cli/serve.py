@@ -18,6 +18,10 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
     shadow: Annotated[List[str], typer.Option("--shadow", metavar="MODEL=VERSION", rich_help_panel="Capture and shadow", help="Start a shadow (faces=v2; repeatable). Saved in the state: it outlives this server, for every server on the state, until 'mldeploy route MODEL --no-shadow'.", show_default=False)] = [],
     canary: Annotated[List[str], typer.Option("--canary", metavar="MODEL=VERSION:WEIGHT", help="Start a canary (faces=v2:10, percent). Saved in the state, like --shadow, until 'mldeploy route MODEL --no-canary'.", show_default=False)] = [],
+    serve_version: Annotated[List[str], typer.Option("--serve-version", metavar="MODEL=VERSION", show_default=False,
+                                                     help="Answer MODEL with VERSION on this replica, whatever the state says is live, and write nothing "
+                                                          "to the state: for the canary pods of Argo Rollouts or Flagger. While VERSION is not live, this "
+                                                          "replica's requests count as its canary, which /admin/models/MODEL/analysis judges for the fleet.")] = [],
     canary_max_error_rate: Annotated[Optional[float], typer.Option("--canary-max-error-rate", min=0, max=1, help="Roll a canary back when its error rate goes above this.")] = None,
     canary_max_p95_ms: Annotated[Optional[float], typer.Option("--canary-max-p95-ms", min=0, help="Roll a canary back when its p95 latency goes above this.")] = None,
     canary_min_requests: Annotated[int, typer.Option("--canary-min-requests", min=1, help="Requests a canary gets before the guard judges it.")] = 20,
@@ -56,6 +60,7 @@ def serve(
         mldeploy serve
         mldeploy serve -m faces --shadow faces=v2 --capture ./capture
         mldeploy serve --port 0 --log-format json
+        mldeploy serve -m faces --serve-version faces=v2 --state postgresql://mldeploy@db/mldeploy
 
     Exit codes:
         2    usage error: a bad flag, an unknown model, a port in use, a capture folder that cannot be used
@@ -81,6 +86,7 @@ def serve(
         project.settings, capture_dir=capture, capture_rate=capture_rate, capture_max_mb=capture_max_mb, shadow_mode=shadow_mode,
         models=list(model), host=host, port=port, state_dir=state_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         shadow=parse_assignments(shadow, "--shadow"), canary=parse_assignments(canary, "--canary", with_weight=True),
+        serve_versions=parse_assignments(serve_version, "--serve-version"),
         canary_min_requests=canary_min_requests, canary_gates={"max_error_rate": canary_max_error_rate, "max_p95_ms": canary_max_p95_ms},
         max_pixels=int(max_megapixels * 1_000_000), request_timeout=request_timeout, header_timeout=header_timeout, body_timeout=body_timeout,
     )
@@ -95,6 +101,10 @@ def serve(
             registry.resolve(f"{name}@{version}")
             if version == registry.default_version(name):
                 raise UsageError(f"{flag} {name}={version}: {name}@{version} is the live version; a {flag[2:]} must be another version")
+    for name, version in cfg.serve_versions.items():
+        if name not in cfg.models:
+            raise UsageError(f"--serve-version {name}={version}: {name} is not served (add --model {name})")
+        registry.resolve(f"{name}@{version}")
     project.store().live_versions()  # a state that cannot be read is exit 5 now, before any model loads
     if cfg.shadow or cfg.canary:  # they are written into the state at start-up: a read-only one is exit 5 now, not a traceback later
         project.store().check_writable()

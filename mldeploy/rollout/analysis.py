@@ -72,12 +72,31 @@ def _judge(window, given: Mapping[str, float] | None, defaults: Mapping[str, flo
     return judged
 
 
+def canary_under_test(store, model: str, live: str, routed: str | None, asked: str | None = None) -> tuple[str | None, list[str]]:
+    """The canary version to judge, and notes on how it was chosen: the one ``asked`` for (``?canary=``),
+    else the one the state routes to (``routed``), else the version a rollout controller's pods serve with
+    ``serve --serve-version`` (their counts written in the last 30 s)."""
+    if asked:
+        return asked, []
+    if routed is not None:
+        return routed, []
+    recent = [v for v in store.recent_canaries(model) if v != live]
+    if not recent:
+        return None, []
+    notes = [f"canary {model}@{recent[0]}: served by --serve-version on some replica"]
+    if len(recent) > 1:
+        notes.append(f"replicas serve several versions by --serve-version ({', '.join(recent)}); judging the newest, "
+                     f"{recent[0]} (ask for another with ?canary=VERSION)")
+    return recent[0], notes
+
+
 def analyse(store, model: str, live: str, canary: str | None, shadow: str | None, *, canary_bounds: Mapping[str, float] | None = None,
-            shadow_bounds: Mapping[str, float] | None = None, min_requests: int = 20, min_compared: int = 20) -> Analysis:
+            shadow_bounds: Mapping[str, float] | None = None, min_requests: int = 20, min_compared: int = 20,
+            notes: list[str] | None = None) -> Analysis:
     """Judge the live canary (``canary``: a version of ``model``) and the shadow (``live`` -> ``shadow``,
     versions) of one model."""
     results: list[GateResult] = []
-    notes: list[str] = []
+    notes: list[str] = list(notes or ())
     canary_part = shadow_part = None
     if canary is not None:
         window = fleet_window(store, model, canary)

@@ -7,7 +7,12 @@ writes them as YAML; the tests validate them against the controllers' own CRD sc
   ``mldeploy shadow --capture`` as a Job: exit 0 passes, anything else fails.
 * Flagger: a ``Canary`` whose analysis calls mldeploy's webhooks (``confirm-promotion`` answers 200
   only on a pass; ``rollback`` answers 200, asking Flagger to roll back, only on a fail) and checks a
-  ``MetricTemplate`` of the canary's error rate that Prometheus computes from ``/metrics``.
+  ``MetricTemplate`` of the canary's error rate that Prometheus computes from ``/metrics``; its
+  ``post-rollout`` webhook records the outcome in the state (a promotion, or the canary's rollback).
+
+Both controllers run the new version in pods of their own: those replicas run ``mldeploy serve
+--serve-version MODEL=VERSION``, count their requests as that version's canary, and the verdict judges
+them fleet-wide (see :func:`mldeploy.rollout.analysis.canary_under_test`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,39 @@ def argo_analysis_template(t: Target, interval: str = "1m", count: int = 10) -> 
                     "url": t.analysis_url(),
                     "headers": [{"key": "Authorization", "value": "Bearer {{args.admin-token}}"}],
                     "jsonPath": "{$.verdict.status}",
+                    "timeoutSeconds": 30,
+                }},
+            }],
+        },
+    }
+
+
+def argo_promote_template(t: Target) -> dict[str, Any]:
+    """An ``AnalysisTemplate`` for the Rollout's last step: ``POST /admin/models/NAME/promote`` with the
+    version the canary pods served (the Rollout passes it as the ``version`` argument), so the state's
+    history says what went live and when, and its replicas stop counting that version as a canary."""
+    return {
+        "apiVersion": ARGO_API,
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": f"{t.name}-promote", "labels": {"app.kubernetes.io/managed-by": "mldeploy"}},
+        "spec": {
+            "args": [
+                {"name": "mldeploy-url", "value": t.url},
+                {"name": "admin-token", "valueFrom": {"secretKeyRef": {"name": t.secret, "key": "token"}}},
+                {"name": "version"},
+            ],
+            "metrics": [{
+                "name": "mldeploy-promote",
+                "count": 1,
+                "successCondition": f'result == "{t.model}@{{{{args.version}}}}"',
+                "failureLimit": 0,
+                "provider": {"web": {
+                    "method": "POST",
+                    "url": f"{{{{args.mldeploy-url}}}}/admin/models/{t.model}/promote",
+                    "headers": [{"key": "Authorization", "value": "Bearer {{args.admin-token}}"},
+                                {"key": "Content-Type", "value": "application/json"}],
+                    "jsonBody": {"version": "{{args.version}}", "reason": "Argo Rollouts: the canary's analysis passed"},
+                    "jsonPath": "{$.routing.live}",
                     "timeoutSeconds": 30,
                 }},
             }],
@@ -135,6 +173,9 @@ def flagger_objects(t: Target, deployment: str, port: int = 8000, prometheus: st
                      "metadata": hook},
                     {"name": "mldeploy-rollback", "type": "rollback", "timeout": "30s",
                      "url": f"{t.url}/flagger/models/{t.model}/rollback?{t.query}",
+                     "metadata": hook},
+                    {"name": "mldeploy-post-rollout", "type": "post-rollout", "timeout": "30s",
+                     "url": f"{t.url}/flagger/models/{t.model}/post-rollout",
                      "metadata": hook},
                 ],
             },

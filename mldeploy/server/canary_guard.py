@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from mldeploy.rollout.analysis import fleet_window
 from mldeploy.rollout.gates import LiveWindow, evaluate
@@ -73,10 +73,15 @@ class CanaryGuard:
                   + "; ".join(g.short for g in failed))
         self._roll_back(model, version, reason)
 
-    def publish(self, store, live_canaries: dict[str, str]) -> None:
+    def publish(self, store, live_canaries: dict[str, str], heartbeat: Iterable[str] = ()) -> None:
         """Add this replica's counts to the store, then judge each live canary (``model -> version``) on
-        the fleet's window; a failing gate rolls it back (compare-and-set: once for the fleet)."""
+        the fleet's window; a failing gate rolls it back (compare-and-set: once for the fleet). The
+        canaries of models in ``heartbeat`` (served by ``--serve-version``) are written every time, counts
+        or not, so the fleet sees which version the controller's pods serve now (:func:`pinned_canary`)."""
         with self._lock:
+            for model in heartbeat:
+                if model in live_canaries:
+                    self._pending.setdefault((model, live_canaries[model]), [0, 0, {}])
             pending, self._pending = self._pending, {}
         items = list(pending.items())
         for n, ((model, version), (requests, errors, buckets)) in enumerate(items):

@@ -33,6 +33,7 @@ class ServerConfig:
     admin_token: str | None = field(default_factory=lambda: os.environ.get("MLDEPLOY_ADMIN_TOKEN") or None)
     shadow: dict[str, str] = field(default_factory=dict)  # model -> version, set at start-up
     canary: dict[str, tuple[str, float]] = field(default_factory=dict)  # model -> (version, weight %)
+    serve_versions: dict[str, str] = field(default_factory=dict)  # model -> version this replica serves, outside the state (a rollout controller's pod)
     capture_dir: Path | None = None  # keep captured requests here (off by default: they are users' data)
     capture_rate: float = 1.0  # share of requests captured
     capture_max_bytes: int = 1024 * 1024 * 1024  # the capture's byte budget (oldest evicted first)

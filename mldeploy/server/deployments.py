@@ -51,7 +51,7 @@ class Deployments:
         self.config = config
         self.metrics = metrics
         self.project = Project(state_dir=config.state_dir, config_path=config.config_path, _settings=config.settings)
-        self.routing = RoutingTable(self.project, config.models, on_change=self._publish)
+        self.routing = RoutingTable(self.project, config.models, on_change=self._publish, pins=config.serve_versions)
         self.capturer: Capturer | None = None  # opened by start()
         self.mirror: ShadowMirror | None = None
         self._condition: str | None = None  # what is wrong with the state store now (logged once per change)
@@ -121,9 +121,11 @@ class Deployments:
     def _publish_canary(self) -> None:
         """Every second: this replica's canary counts into the store, and the fleet's canary judged."""
         while not self._stop.wait(1.0):
-            canaries = {name: plan.canary.version for name, plan in self.plans.items() if plan.canary is not None}
+            plans = self.plans
+            canaries = {name: plan.canary.version for name, plan in plans.items() if plan.canary is not None}
+            pinned = [name for name, plan in plans.items() if plan.pinned]
             try:
-                self.guard.publish(self.project.store(), canaries)
+                self.guard.publish(self.project.store(), canaries, heartbeat=pinned)
             except MldeployError as exc:  # the state store is away: the counts wait for the next try
                 log.debug("canary counts not published: %s", exc)
 
@@ -200,6 +202,11 @@ class Deployments:
     def _roll_back_canary(self, model: str, version: str, reason: str) -> None:
         from mldeploy.rollout.releases import set_route
 
+        plan = self.plans.get(model)
+        if plan is not None and plan.pinned:  # not ours to roll back: the controller's analysis reads the same verdict
+            log.warning("%s; not rolled back here: this replica serves it by --serve-version, and the rollout controller "
+                        "ends it (its analysis reads fail)", reason.replace(" rolled back by", " failed at"))
+            return
         try:
             done = set_route(self.project, model, canary=None, action="canary-rollback", reason=reason, command="mldeploy serve (canary guard)",
                              if_canary=version.rpartition("@")[2])

@@ -33,6 +33,7 @@ class Plan:
     canary: ModelSpec | None = None
     weight: float = 0.0  # percent of clients on the canary
     detectors: Mapping[str, Detector] = field(default_factory=dict, compare=False, repr=False)  # ref -> loaded live/canary
+    pinned: bool = False  # the canary is this replica's own (``serve --serve-version``): every request, nothing in the state
 
     def choose(self, client_id: str) -> tuple[ModelSpec, str]:
         """The version for this client, and its route name. Sticky: a client keeps its side."""
@@ -42,6 +43,9 @@ class Plan:
 
     def line(self) -> str:
         """``faces: live faces@v1, shadow faces@v2, canary off``: for the log."""
+        if self.pinned:
+            return (f"{self.live.name}: this replica serves {self.canary.ref} (--serve-version), counted as its canary; "
+                    f"live in the state: {self.live.ref}")
         canary = f"{self.canary.ref} at {self.weight:g}%" if self.canary else "off"
         return f"{self.live.name}: live {self.live.ref}, shadow {self.shadow.ref if self.shadow else 'off'}, canary {canary}"
 
@@ -51,15 +55,18 @@ class Plan:
             "shadow": self.shadow.ref if self.shadow else None,
             "canary": self.canary.ref if self.canary else None,
             "canary_weight": self.weight if self.canary else 0.0,
+            "serve_version": self.canary.ref if self.pinned else None,
         }
 
 
 class RoutingTable:
     """The plans of every served model, kept in step with the state store by :meth:`refresh`."""
 
-    def __init__(self, project: Project, models: list[str], on_change: Callable[[dict[str, Plan]], None] = lambda plans: None) -> None:
+    def __init__(self, project: Project, models: list[str], on_change: Callable[[dict[str, Plan]], None] = lambda plans: None,
+                 pins: Mapping[str, str] | None = None) -> None:
         self.project = project
         self.models = models
+        self.pins = dict(pins or {})  # model -> the version this replica serves whatever the state says (serve --serve-version)
         self.plans: dict[str, Plan] = {}
         self._on_change = on_change
         self._snapshot: tuple | None = None
@@ -92,6 +99,11 @@ class RoutingTable:
         canary = self._spec(registry, name, route.canary_version)
         shadow = None if shadow == live_spec else shadow  # promoted since: nothing left to compare
         canary = None if canary == live_spec else canary
+        pinned = self._spec(registry, name, self.pins.get(name))
+        if pinned is not None and pinned != live_spec:
+            # A rollout controller's canary pod: every request to its version, counted as the canary's for the
+            # fleet's verdict; the state's live version is not loaded here (nothing is routed to it).
+            return Plan(live_spec, None, pinned, 100.0, pinned=True, detectors={pinned.ref: self.project.load(pinned)})
         # Load before switching (pinned SHA-256s checked first): no request ever waits for a model,
         # and a request uses the detector its plan holds, without touching the load-once cache's lock.
         detectors = {spec.ref: self.project.load(spec) for spec in (live_spec, canary) if spec is not None}

@@ -74,6 +74,19 @@ class CanaryStatsTable:
             buckets = dict(db.execute("SELECT bucket, count FROM canary_latency WHERE model = ? AND canary_version = ?", (model, version)).fetchall())
         return (int(row[0]), int(row[1]), {int(b): int(n) for b, n in buckets.items()}) if row else (0, 0, {})
 
+    def recent_canaries(self, model: str, within_s: float = 30.0) -> list[str]:
+        """Versions of ``model`` whose canary counts some replica wrote in the last ``within_s`` seconds,
+        newest first: with ``serve --serve-version`` a rollout controller's pods write theirs every second."""
+        from datetime import datetime, timedelta, timezone
+
+        since = (datetime.now(timezone.utc) - timedelta(seconds=within_s)).isoformat(timespec="microseconds")
+        with self._read() as db:
+            if db is None or not has_table(db, "canary_stats"):
+                return []
+            rows = db.execute("SELECT canary_version FROM canary_stats WHERE model = ? AND updated_at >= ? ORDER BY updated_at DESC",
+                              (model, since)).fetchall()
+        return [r[0] for r in rows]
+
     @staticmethod
     def _clear_canary_stats(db, model: str) -> None:
         """A canary set anew (or removed) starts from nothing: figures of an earlier one must not judge it."""

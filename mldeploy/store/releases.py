@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 
 from mldeploy.errors import NothingToRollBackError
-from mldeploy.store.common import now
+from mldeploy.store.common import has_table, now
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live (
@@ -103,6 +103,9 @@ class ReleasesTables:
             current = self._live_in(db, model) or current_default
             if current == to_version and action == "promote":
                 return None
+            if has_table(db, "canary_stats"):  # live now, no longer a canary: its figures must not judge a later one
+                db.execute("DELETE FROM canary_stats WHERE model = ? AND canary_version = ?", (model, to_version))
+                db.execute("DELETE FROM canary_latency WHERE model = ? AND canary_version = ?", (model, to_version))
             return self._append(db, model, current, to_version, action, reason, command)
 
     def rollback(self, model: str, *, current_default: str, reason: str = "", command: str = "") -> Change:

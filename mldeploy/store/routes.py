@@ -73,7 +73,7 @@ class RoutesTable:
             )
             if route.canary_version is None:
                 route = Route(route.shadow_version, None, 0.0)
-            if route.canary_version != (row[1] if row else None):
+            if route.canary_version != (row[1] if row else None) or canary is None:  # --no-canary also clears a controller's pods' figures
                 self._clear_canary_stats(db, model)
             db.execute(
                 "INSERT INTO routing (model, shadow_version, canary_version, canary_weight, updated_at) VALUES (?, ?, ?, ?, ?) "

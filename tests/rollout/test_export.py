@@ -16,9 +16,9 @@ def documents(cli, *args):
 
 
 def test_argo_templates_are_valid_and_read_the_verdict(cli, project_dir):
-    web, job = documents(cli, "argo", "-m", "faces", "--url", "http://mldeploy.prod:8000/", "--max-error-rate", "0.02",
-                         "--replay-image", "registry.example/mldeploy:1", "--new", "v2")
-    assert errors(web) == [] and errors(job) == []
+    web, promote, job = documents(cli, "argo", "-m", "faces", "--url", "http://mldeploy.prod:8000/", "--max-error-rate", "0.02",
+                                  "--replay-image", "registry.example/mldeploy:1", "--new", "v2")
+    assert errors(web) == [] and errors(promote) == [] and errors(job) == []
     metric = web["spec"]["metrics"][0]
     assert (metric["successCondition"], metric["failureCondition"]) == ('result == "pass"', 'result == "fail"')  # inconclusive: neither
     assert metric["provider"]["web"]["jsonPath"] == "{$.verdict.status}"
@@ -29,6 +29,11 @@ def test_argo_templates_are_valid_and_read_the_verdict(cli, project_dir):
     broken = copy.deepcopy(web)
     broken["spec"]["metrics"][0]["provider"]["web"]["timeoutSeconds"] = "thirty"
     assert errors(broken)  # the validation bites
+    posted = promote["spec"]["metrics"][0]  # the last step: the version the canary pods served, promoted in the state
+    assert posted["provider"]["web"]["method"] == "POST" and posted["provider"]["web"]["url"] == "{{args.mldeploy-url}}/admin/models/faces/promote"
+    assert posted["provider"]["web"]["jsonBody"]["version"] == "{{args.version}}"
+    assert posted["successCondition"] == 'result == "faces@{{args.version}}"' and posted["provider"]["web"]["jsonPath"] == "{$.routing.live}"
+    assert {"name": "version"} in promote["spec"]["args"]  # the Rollout passes it
 
 
 def test_flagger_objects_are_valid_and_call_the_webhooks(cli, project_dir):
@@ -37,6 +42,7 @@ def test_flagger_objects_are_valid_and_call_the_webhooks(cli, project_dir):
     hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
     assert hooks["confirm-promotion"]["url"].startswith("http://mldeploy:8000/flagger/models/faces/confirm-promotion?")
     assert hooks["rollback"]["metadata"]["token"] == "${MLDEPLOY_ADMIN_TOKEN}"
+    assert hooks["post-rollout"]["url"] == "http://mldeploy:8000/flagger/models/faces/post-rollout"
     assert 'route="canary"' in metric["spec"]["query"] and canary["spec"]["targetRef"]["name"] == "faces-api"
     broken = copy.deepcopy(canary)
     broken["spec"]["analysis"]["threshold"] = "five"

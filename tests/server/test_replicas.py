@@ -84,3 +84,57 @@ def test_flaggers_webhooks_answer_from_the_same_verdict(serve, project_dir, post
     assert server.client.post(confirm, params={"min_requests": 5}, json=hook).status_code == 200
     assert server.client.post(rollback, params={"min_requests": 5}, json=hook).status_code == 412  # a pass: no rollback
     assert server.client.post(rollback, params={"min_requests": 5, "max_p95_ms": 0.001}, json=hook).status_code == 200  # a fail: roll back
+
+
+def test_a_controllers_canary_pod_is_judged_for_the_fleet_and_its_outcome_recorded(serve, project_dir, postgres_url):
+    """Argo Rollouts or Flagger runs the new version in pods of its own (``--serve-version``): those count
+    as the canary, any replica's verdict judges them, and the controller's end is recorded in the state."""
+    import yaml
+
+    from mldeploy.project import Project
+    from mldeploy.rollout.export import Target, argo_promote_template
+
+    env = {"MLDEPLOY_ADMIN_TOKEN": "t0ken"}
+    auth = {"Authorization": "Bearer t0ken"}
+    stable = [serve("--model", "faces", "--state", postgres_url, **env) for _ in range(2)]
+    pod = serve("--model", "faces", "--state", postgres_url, "--serve-version", "faces=blind",
+                "--canary-max-p95-ms", "0.001", "--canary-min-requests", "3", **env)  # its own guard fails: never writes the state
+    photo = project_dir / "photos" / "camera.jpg"
+    assert [s.post("/count-faces/", photo).json()["version"] for s in stable] == ["faces@v1", "faces@v1"]
+    answers = [pod.post("/count-faces/", photo).json() for _ in range(6)]
+    assert {(a["version"], a["route"]) for a in answers} == {("faces@blind", "canary")}
+    assert pod.client.get("/models").json()["models"][0]["serve_version"] == "faces@blind"
+
+    judged, deadline = None, time.monotonic() + 30
+    while time.monotonic() < deadline:  # asked of a stable replica, which has no canary of its own
+        judged = stable[0].client.get("/admin/models/faces/analysis", params={"min_requests": 6}, headers=auth).json()
+        if judged["canary"] and judged["canary"]["requests"] == 6:
+            break
+        time.sleep(0.2)
+    assert judged["canary"]["version"] == "faces@blind" and judged["canary"]["requests"] == 6
+    assert judged["verdict"]["status"] == "pass" and any("--serve-version" in n for n in judged["notes"])
+    strict = stable[1].client.get("/admin/models/faces/analysis", params={"min_requests": 6, "max_p95_ms": 0.001}, headers=auth).json()
+    assert strict["verdict"]["status"] == "fail"
+    project = Project(state_dir=postgres_url, cwd=project_dir)
+    assert project.store().live_versions().get("faces", "v1") == "v1" and project.store().history("faces") == []  # the pod's guard wrote nothing
+
+    hook = {"name": "faces-api", "namespace": "prod", "metadata": {"token": "t0ken"}}
+    failed = stable[0].client.post("/flagger/models/faces/post-rollout", json={**hook, "phase": "Failed"})
+    assert failed.status_code == 200
+    row = project.store().history("faces")[-1]
+    assert row.action == "canary-rollback" and "Flagger canary prod/faces-api rolled back faces@blind" in row.reason
+    assert stable[0].client.post("/flagger/models/faces/post-rollout", json={**hook, "phase": "Progressing"}).status_code == 400
+
+    # Argo Rollouts' last step, as `mldeploy export argo` writes it: the promotion, read back by its jsonPath.
+    web = argo_promote_template(Target("faces"))["spec"]["metrics"][0]["provider"]["web"]
+    body = yaml.safe_load(yaml.safe_dump(web["jsonBody"]).replace("{{args.version}}", "blind"))
+    promoted = stable[1].client.post(web["url"].replace("{{args.mldeploy-url}}", ""), json=body, headers=auth).json()
+    assert promoted["routing"]["live"] == "faces@blind"  # $.routing.live: the template's success condition
+    assert project.store().history("faces")[-1].reason == "Argo Rollouts: the canary's analysis passed"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_live(s) == "faces@blind" for s in (*stable, pod)):
+        time.sleep(0.1)
+    assert pod.post("/count-faces/", photo).json()["route"] == "live"  # live now: an ordinary replica
+    assert pod.client.get("/models").json()["models"][0]["serve_version"] is None
+    nothing = stable[0].client.post("/flagger/models/faces/post-rollout", json={**hook, "phase": "Succeeded"})
+    assert nothing.status_code == 400 and "nothing to promote" in nothing.json()["error"]["message"]

@@ -119,7 +119,8 @@ def test_admin_endpoints_need_the_token(serve, project_dir):
     assert ok.status_code == 200 and ok.json()["routing"]["live"] == "faces@blind"
     assert server.post("/count-faces/", project_dir / "photos" / "astronaut.jpg").json()["version"] == "faces@blind"  # at once
     route = server.client.post("/admin/models/faces/route", json={"canary": "slow", "weight": 100}, headers={"X-Admin-Token": "s3cret"})
-    assert route.json()["routing"] == {"live": "faces@blind", "shadow": None, "canary": "faces@slow", "canary_weight": 100.0}
+    assert route.json()["routing"] == {"live": "faces@blind", "shadow": None, "canary": "faces@slow", "canary_weight": 100.0,
+                                        "serve_version": None}
     back = server.client.post("/admin/models/faces/rollback", headers={"Authorization": "Bearer s3cret"})
     assert back.json()["routing"]["live"] == "faces@v1"
     history = json.loads(mldeploy(project_dir, "history", "faces", "--format", "json").stdout)["history"]

@@ -105,11 +105,17 @@ async def route(body: RouteBody, request: Request, name: str = Depends(served_mo
 async def _judge(request: Request, name: str):
     """The fleet-wide verdict on ``name``'s live canary and shadow, with bounds from the query string."""
     from mldeploy.errors import UsageError
-    from mldeploy.rollout.analysis import CANARY_GATES, SHADOW_GATES, analyse, bounds_from
+    from mldeploy.rollout.analysis import CANARY_GATES, SHADOW_GATES, analyse, bounds_from, canary_under_test
 
     deployments = request.app.state.deployments
     plan = deployments.plans[name]
     query = dict(request.query_params)
+    asked = query.get("canary") or None
+    if asked is not None:  # a version of this model, or 404 naming it
+        await run_in_threadpool(deployments.project.registry().resolve, f"{name}@{asked}")
+    store = deployments.project.store()
+    canary, notes = await run_in_threadpool(canary_under_test, store, name, plan.live.version,
+                                            plan.canary.version if plan.canary is not None else None, asked)
     canary_bounds = bounds_from(query, CANARY_GATES) or (request.app.state.config.canary_bounds or None)
     shadow_bounds = bounds_from(query, SHADOW_GATES) or None
     counts = {}
@@ -120,10 +126,8 @@ async def _judge(request: Request, name: str):
             except ValueError:
                 raise UsageError(f"{key}={query[key]!r}: a whole number") from None
     await run_in_threadpool(deployments.mirror.flush)  # this replica's shadow counts, written before judging
-    return await run_in_threadpool(analyse, deployments.project.store(), name, plan.live.version,
-                                   plan.canary.version if plan.canary is not None else None,
-                                   plan.shadow.version if plan.shadow is not None else None,
-                                   canary_bounds=canary_bounds, shadow_bounds=shadow_bounds, **counts)
+    return await run_in_threadpool(lambda: analyse(store, name, plan.live.version, canary, plan.shadow.version if plan.shadow is not None else None,
+                                                   canary_bounds=canary_bounds, shadow_bounds=shadow_bounds, notes=notes, **counts))
 
 
 def analysis_to_dict(name: str, result) -> dict:
@@ -139,8 +143,9 @@ async def analysis(request: Request, name: str = Depends(served_model)):
     state store), with the gates of ``mldeploy shadow``: ``{"verdict": {"status": "pass" | "fail" |
     "inconclusive", ...}, "gates": [...], "canary": {...}, "shadow": {...}}``. Bounds may be given as
     query parameters (``max_error_rate``, ``max_p95_ms``, ``min_precision``, ``min_recall``,
-    ``max_drift``, ...), with ``min_requests`` and ``min_compared`` for the evidence needed. For Argo
-    Rollouts' web metric (``mldeploy export argo``)."""
+    ``max_drift``, ...), with ``min_requests`` and ``min_compared`` for the evidence needed. The canary
+    judged is ``?canary=VERSION``, else the state's, else the version replicas serve by ``serve
+    --serve-version`` (a rollout controller's pods). For Argo Rollouts' web metric (``mldeploy export argo``)."""
     return analysis_to_dict(name, await _judge(request, name))
 
 
@@ -148,7 +153,8 @@ async def analysis(request: Request, name: str = Depends(served_model)):
 flagger = APIRouter(prefix="/flagger", tags=["admin"])
 
 
-async def _flagger_verdict(request: Request, name: str):
+async def _flagger_payload(request: Request) -> dict:
+    """The webhook's JSON payload, once its metadata's token is checked."""
     import json
 
     token = request.app.state.config.admin_token
@@ -161,6 +167,11 @@ async def _flagger_verdict(request: Request, name: str):
         raise AdminAuthError("admin endpoints are off: start the server with MLDEPLOY_ADMIN_TOKEN set")
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise AdminAuthError("missing or wrong admin token (Flagger: put it in the webhook's metadata as token)")
+    return payload
+
+
+async def _flagger_verdict(request: Request, name: str):
+    await _flagger_payload(request)
     return await _judge(request, name)
 
 
@@ -181,3 +192,40 @@ async def flagger_rollback(request: Request, name: str = Depends(served_model)):
 
     result = await _flagger_verdict(request, name)
     return JSONResponse(analysis_to_dict(name, result), status_code=200 if result.verdict.status == "fail" else 412)
+
+
+@flagger.post("/models/{name}/post-rollout", responses=errors(400, 401, 404))
+async def post_rollout(request: Request, name: str = Depends(served_model)):
+    """Flagger's ``post-rollout`` webhook, called once the rollout ended: on ``"phase": "Succeeded"`` the
+    version its pods served (``?canary=``, else the one served by ``--serve-version``) is promoted in the
+    state, so the history says what went live and when; on ``Failed`` the history records the controller's
+    rollback and the canary's figures are cleared."""
+    from mldeploy.errors import UsageError
+    from mldeploy.rollout.analysis import canary_under_test
+    from mldeploy.rollout.releases import promote as do_promote, set_route
+
+    payload = await _flagger_payload(request)
+    phase = str(payload.get("phase", ""))
+    deployments = request.app.state.deployments
+    plan = deployments.plans[name]
+    where = f"Flagger canary {payload.get('namespace', '?')}/{payload.get('name', '?')}"
+
+    def work():
+        canary, _ = canary_under_test(deployments.project.store(), name, plan.live.version, plan.canary.version if plan.canary is not None else None,
+                                      request.query_params.get("canary") or None)
+        change = None
+        if phase == "Succeeded":
+            if canary is None:
+                raise UsageError(f"{where} succeeded, but no replica serves a version of {name} other than the live one: nothing to promote")
+            spec = deployments.project.registry().resolve(f"{name}@{canary}")
+            change = do_promote(deployments.project, spec, reason=f"{where} promoted it", command=f"POST /flagger/models/{name}/post-rollout")
+        elif phase == "Failed":
+            change = set_route(deployments.project, name, canary=None, action="canary-rollback", command=f"POST /flagger/models/{name}/post-rollout",
+                               reason=f"{where} rolled back{f' {name}@{canary}' if canary else ''}")
+        else:
+            raise UsageError(f"post-rollout phase {phase!r}: expected Succeeded or Failed")
+        deployments.refresh()
+        return change
+
+    change = await run_in_threadpool(work)
+    return {"phase": phase, "changed": change is not None, "routing": deployments.plans[name].describe()}
