@@ -140,3 +140,9 @@ class AdminAuthError(MldeployError):
     """An admin request without the right token."""
 
     http_status = 401
+
+
+class BadRequestIdError(UsageError):
+    """An ``X-Request-Id`` header that is not an id (too long, or characters a log or a query would mangle)."""
+
+    http_status = 422

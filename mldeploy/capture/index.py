@@ -18,7 +18,7 @@ from mldeploy.errors import CaptureError
 from mldeploy.store.common import immediate
 
 INDEX = "capture.db"
-FORMAT = 1  # the index's schema version (PRAGMA user_version)
+FORMAT = 2  # the index's schema version (PRAGMA user_version); 2 added request ids and labels
 
 #: Shadow states of a captured request: waiting for the shadow, compared, or the shadow failed on it.
 PENDING, COMPARED, ERROR = "pending", "compared", "error"
@@ -40,10 +40,19 @@ CREATE TABLE captures (
     shadow TEXT,
     shadow_state TEXT,
     shadow_result TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    request_id TEXT
 );
 CREATE INDEX captures_by_blob ON captures (sha256);
 CREATE INDEX captures_pending ON captures (shadow_state, model, shadow, id);
+CREATE INDEX captures_by_request_id ON captures (request_id);
+CREATE TABLE truth (
+    sha256 TEXT PRIMARY KEY,
+    truth TEXT NOT NULL,
+    source TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    labelled_at TEXT NOT NULL
+);
 CREATE TABLE counters (
     model TEXT NOT NULL,
     version TEXT NOT NULL,
@@ -54,6 +63,13 @@ CREATE TABLE counters (
 );
 """
 
+
+#: Format 1 -> 2: the request id a client sent (X-Request-Id), and labels attached later (``capture label``).
+MIGRATE_2 = """
+ALTER TABLE captures ADD COLUMN request_id TEXT;
+CREATE INDEX captures_by_request_id ON captures (request_id);
+CREATE TABLE truth (sha256 TEXT PRIMARY KEY, truth TEXT NOT NULL, source TEXT NOT NULL, batch INTEGER NOT NULL, labelled_at TEXT NOT NULL);
+"""
 
 #: Prefix of the counters that sum a shadow's agreement counts (one per AgreementCounts row column).
 AGREEMENT = "agree."
@@ -79,6 +95,13 @@ class CaptureIndex:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._open()
+
+    @property
+    def columns(self) -> str:
+        """The SELECT list of a :class:`CaptureRecord` in this capture's format."""
+        from mldeploy.capture.records import COLUMNS, COLUMNS_1
+
+        return COLUMNS if self.format >= 2 else COLUMNS_1
 
     @property
     def index(self) -> Path:
@@ -127,6 +150,10 @@ class CaptureIndex:
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('created_at', '{stamp()}'), ('used_bytes', '0'), "
                                  f"('id', '{uuid.uuid4().hex}'); "
                                  f"PRAGMA user_version = {FORMAT}; COMMIT;")
+            if version == 1 and self.write:  # an older capture, brought up to date in one transaction
+                db.executescript(f"BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = {FORMAT}; COMMIT;")
+                version = FORMAT
+            self.format = version or FORMAT
             if self.write:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (uuid.uuid4().hex,))  # a capture made before ids
                 db.execute("PRAGMA journal_mode=WAL")

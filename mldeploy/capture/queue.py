@@ -22,7 +22,7 @@ class PendingQueue(CaptureIndex):
 
     def pending_records(self, model: str, shadow: str, limit: int, after: int = 0) -> list[CaptureRecord]:
         """Up to ``limit`` of the oldest requests captured for ``shadow`` that it has not answered yet."""
-        rows = self._query(f"SELECT {COLUMNS} FROM captures c JOIN blobs b USING (sha256) WHERE c.shadow_state = ? AND c.model = ? "
+        rows = self._query(f"SELECT {self.columns} FROM captures c JOIN blobs b USING (sha256) WHERE c.shadow_state = ? AND c.model = ? "
                            "AND c.shadow = ? AND c.id > ? ORDER BY c.id LIMIT ?", (PENDING, model, shadow, after, int(limit)))
         return [self._record(row) for row in rows]
 

@@ -37,6 +37,7 @@ class CaptureRecord:
     shadow: str | None
     shadow_state: str | None
     shadow_result: str | None
+    request_id: str | None  # the client's X-Request-Id, when it sent one
     path: Path
 
     @property
@@ -66,6 +67,9 @@ class Added:
     used_bytes: int = 0  # the blobs' size after it
 
 
-COLUMNS = "c.id, c.sha256, b.bytes, c.model, c.version, c.route, c.captured_at, c.seconds, c.answer, c.shadow, c.shadow_state, c.shadow_result"
+COLUMNS = ("c.id, c.sha256, b.bytes, c.model, c.version, c.route, c.captured_at, c.seconds, c.answer, c.shadow, c.shadow_state, c.shadow_result, "
+           "c.request_id")
+#: A format-1 capture opened read-only (not migrated) has no request ids.
+COLUMNS_1 = COLUMNS.replace("c.request_id", "NULL")
 
 

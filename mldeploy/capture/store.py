@@ -21,6 +21,7 @@ after the transaction that dropped its last reference committed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -56,20 +57,24 @@ class CaptureStore(PendingQueue):
         return self.blob_files.read(record.sha256)
 
     # -- writing ---------------------------------------------------------------------------------
-    def add(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None = None) -> Added:
+    def add(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None = None,
+            request_id: str | None = None, captured_at: str | None = None) -> Added:
         """Capture one answered request. The oldest requests are evicted first to make room; an upload
         over the whole budget is not kept (counted as evicted, its id None).
+
+        ``captured_at`` (ISO 8601, UTC) is now unless given (a capture imported from elsewhere keeps its times).
 
         Raises:
             OSError: the folder cannot be written (full, read-only, deleted); the caller logs.
             CaptureError: the index cannot be written (the database's own error, named).
         """
         try:
-            return self._add(data, model, version, route, answer, seconds, shadow)
+            return self._add(data, model, version, route, answer, seconds, shadow, request_id, captured_at)
         except sqlite3.Error as exc:
             raise CaptureError(f"{exc}") from exc
 
-    def _add(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> Added:
+    def _add(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None,
+             request_id: str | None = None, captured_at: str | None = None) -> Added:
         sha = digest_of(data)
         size = len(data)
         key = (model, version, shadow or "")
@@ -96,8 +101,10 @@ class CaptureStore(PendingQueue):
                 used += size
             db.execute("UPDATE meta SET value = ? WHERE key = 'used_bytes'", (str(used),))
             cursor = db.execute(
-                "INSERT INTO captures (sha256, model, version, route, captured_at, seconds, answer, shadow, shadow_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sha, model, version, route, stamp(), float(seconds), answer_to_json(answer), shadow, PENDING if shadow else None))
+                "INSERT INTO captures (sha256, model, version, route, captured_at, seconds, answer, shadow, shadow_state, request_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sha, model, version, route, captured_at or stamp(), float(seconds), answer_to_json(answer), shadow, PENDING if shadow else None,
+                 request_id))
             self._count(db, key, "captured")
             if self.budget is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('budget_bytes', ?)", (str(self.budget),))
@@ -127,6 +134,7 @@ class CaptureStore(PendingQueue):
             return 0, None
         size = db.execute("SELECT bytes FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
         db.execute("DELETE FROM blobs WHERE sha256 = ?", (sha,))
+        db.execute("DELETE FROM truth WHERE sha256 = ?", (sha,))  # labels go with the image they describe
         return (int(size[0]) if size else 0), sha
 
     # -- reading ---------------------------------------------------------------------------------
@@ -136,13 +144,66 @@ class CaptureStore(PendingQueue):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT {COLUMNS} FROM captures c JOIN blobs b USING (sha256)"
+        sql = f"SELECT {self.columns} FROM captures c JOIN blobs b USING (sha256)"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY c.id" + (" DESC" if newest_first else "")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [self._record(row) for row in self._query(sql, tuple(args))]
+
+    # -- labels (mldeploy.capture.truth) --------------------------------------------------------
+    def blob_digests(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT sha256 FROM blobs")]
+
+    def request_ids(self) -> dict[str, str]:
+        """Each request id a client sent -> the digest of the image it sent (the newest, if reused)."""
+        if self.format < 2:
+            return {}
+        return dict(self._query("SELECT request_id, sha256 FROM captures WHERE request_id IS NOT NULL ORDER BY id"))
+
+    def image_sizes(self) -> dict[str, tuple[int, int]]:
+        """Each captured image's (width, height), as its answer recorded it."""
+        out = {}
+        for sha, size in self._query("SELECT sha256, json_extract(answer, '$.size') FROM captures GROUP BY sha256"):
+            try:
+                w, h = json.loads(size)
+                out[sha] = (int(w), int(h))
+            except (TypeError, ValueError):
+                continue  # a damaged answer: that image cannot be labelled, and is named as such
+        return out
+
+    def set_truths(self, rows: list[tuple[str, str]], source: str) -> tuple[int, int, int]:
+        """Attach ``(digest, truth JSON)`` rows as one batch: ``(batch number, added, replaced)``.
+
+        Raises:
+            CaptureError: a capture opened read-only, or one whose index cannot be written.
+        """
+        if not self.write:
+            raise CaptureError(f"capture {self.folder} was opened read-only: labels cannot be attached")
+        with self._transaction() as db:
+            batch = int(db.execute("SELECT coalesce(max(batch), 0) + 1 FROM truth").fetchone()[0])
+            known = {r[0] for r in db.execute("SELECT sha256 FROM truth")} if rows else set()
+            replaced = sum(1 for sha, _ in rows if sha in known)
+            when = stamp()
+            db.executemany("INSERT INTO truth (sha256, truth, source, batch, labelled_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET "
+                           "truth = excluded.truth, source = excluded.source, batch = excluded.batch, labelled_at = excluded.labelled_at",
+                           [(sha, truth, source, batch, when) for sha, truth in rows])
+        return batch, len(rows) - replaced, replaced
+
+    def truths(self, digests: set[str] | None = None) -> dict[str, str]:
+        """The truth JSON of every labelled image (of ``digests``, when given)."""
+        if self.format < 2:
+            return {}
+        rows = self._query("SELECT sha256, truth FROM truth")
+        return {sha: text for sha, text in rows if digests is None or sha in digests}
+
+    def labelled(self) -> dict[tuple[str, str], int]:
+        """Labelled requests per (model, version that answered)."""
+        if self.format < 2:
+            return {}
+        return {(m, v): n for m, v, n in self._query(
+            "SELECT c.model, c.version, count(*) FROM captures c JOIN truth t USING (sha256) GROUP BY c.model, c.version")}
 
     def summary(self) -> dict[str, Any]:
         """What the folder holds: totals, and per model and version the requests, bytes, time span and

@@ -16,6 +16,7 @@ from mldeploy.cli import bench as _bench
 from mldeploy.cli import canary as _canary
 from mldeploy.cli import capture as _capture
 from mldeploy.cli import detect as _detect
+from mldeploy.cli import drift as _drift
 from mldeploy.cli import eval as _eval
 from mldeploy.cli import export as _export
 from mldeploy.cli import models as _models
@@ -73,6 +74,7 @@ app.command("detect", no_args_is_help=True)(_detect.detect)
 app.command("eval", no_args_is_help=True)(_eval.eval_command)
 app.add_typer(_models.app, name="models")
 app.command("bench", no_args_is_help=True)(_bench.bench)
+app.command("drift", no_args_is_help=True)(_drift.drift)
 app.command("shadow", no_args_is_help=True, rich_help_panel="Rollout")(_shadow.shadow)
 app.command("canary", no_args_is_help=True, rich_help_panel="Rollout")(_canary.canary)
 app.command("promote", no_args_is_help=True, rich_help_panel="Rollout")(_rollout.promote)

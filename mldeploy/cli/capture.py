@@ -11,9 +11,10 @@ import typer
 
 from mldeploy.cli.console import App, out_console
 from mldeploy.cli.models import ListFormat
+from mldeploy.cli.options import ConfigOption, StateDirOption
 from mldeploy.errors import UsageError
 
-app = App(help="List, summarise and prune what a server captured (serve --capture DIR).", add_completion=False)
+app = App(help="List, summarise, label, export and prune what a server captured (serve --capture DIR).", add_completion=False)
 
 FolderArgument = Annotated[Path, typer.Argument(metavar="DIR", help="A capture folder (what serve --capture wrote).", show_default=False)]
 FormatOption = Annotated[ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")]
@@ -25,14 +26,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_AGE = 100 * 365 * 86400
 
 
-def parse_age(text: str) -> float:
+def parse_age(text: str, flag: str = "--older-than") -> float:
     """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
     if not match:
-        raise UsageError(f"--older-than {text!r}: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
+        raise UsageError(f"{flag} {text!r}: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds > MAX_AGE:
-        raise UsageError(f"--older-than {text.strip()}: more than {MAX_AGE // _UNITS['d'] // 365:.0f} years; nothing captured is that old")
+        raise UsageError(f"{flag} {text.strip()}: more than {MAX_AGE // _UNITS['d'] // 365:.0f} years; nothing captured is that old")
     return seconds
 
 
@@ -152,3 +153,130 @@ def prune(
         store.close()
     verb = "would remove" if dry_run else "removed"
     out_console().print(f"{verb} {removed} requests, {_mib(freed)} of images, from {folder}")
+
+
+@app.command("label")
+def label(
+    folder: FolderArgument,
+    labels: Annotated[Path, typer.Option("--labels", metavar="FILE", show_default=False,
+                                         help="Labels of captured images: COCO .json, a YOLO folder or data.yaml, or a VOC folder (as eval reads them).")],
+    images: Annotated[Optional[Path], typer.Option("--images", metavar="DIR", show_default=False,
+                                                   help="The labelled image files, when their names are neither digests nor request ids: matched by their SHA-256.")] = None,
+    names: Annotated[Optional[Path], typer.Option("--names", metavar="FILE", show_default=False, help="YOLO class names, one per line.")] = None,
+    output: FormatOption = ListFormat.table,
+) -> None:
+    """Attach ground truth that arrived later to the captured requests it describes.
+
+    An entry finds its image by the labelled file's SHA-256 (--images), by its name when that is the
+    image's digest (what 'capture export' writes; 12 hex digits at least), or by a request id a client
+    sent (X-Request-Id). Labelling an image again replaces its truth. Entries that find no captured
+    image are named and counted, and nothing is guessed.
+
+    Examples:
+        mldeploy capture label ./capture --labels reviewed/instances.json
+        mldeploy capture label ./capture --labels batch2.json --images ./batch2-images
+
+    Exit codes:
+        0  every entry attached
+        1  some entries found no captured image (each named); the others were attached
+        2  usage error, or no entry found its image (nothing attached)
+    """
+    from mldeploy.capture.truth import attach_labels
+    from mldeploy.cli.console import err_console, escape
+    from mldeploy.truth.labels import load_labels
+
+    if images is not None and not images.is_dir():
+        raise UsageError(f"--images {images}: not a folder")
+    labelset = load_labels(labels, names)
+    store = _open(folder, write=True)
+    try:
+        done = attach_labels(store, labelset, images=images)
+    finally:
+        store.close()
+    if output is ListFormat.json:
+        typer.echo(json.dumps({"folder": str(folder), "labels": done.source, "batch": done.batch, "added": done.added, "replaced": done.replaced,
+                               "by": done.by, "unmatched": [{"entry": p.entry, "file": p.file, "reason": p.message} for p in done.unmatched],
+                               "skipped": [str(p) for p in done.problems]}, indent=2))
+    else:
+        for problem in done.unmatched[:20]:
+            err_console.print(f"unmatched: {escape(problem.entry)}: {escape(problem.message)}")
+        if len(done.unmatched) > 20:
+            err_console.print(f"... and {len(done.unmatched) - 20} more unmatched entries (--format json lists every one)")
+        for problem in done.problems[:20]:
+            err_console.print(f"skipped: {escape(str(problem))}")
+        how = ", ".join(f"{n} by {way}" for way, n in sorted(done.by.items()))
+        out_console().print(f"labels batch {done.batch}: {done.matched} images labelled ({done.added} new, {done.replaced} replaced"
+                            f"{'; ' + how if how else ''}), {len(done.unmatched)} entries unmatched: {escape(str(labels))} -> capture {escape(str(folder))}")
+    if not done.matched:
+        raise UsageError(f"none of the {len(labelset.images)} entries in {labels} found a captured image: nothing attached")
+    if done.unmatched:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    folder: FolderArgument,
+    to: Annotated[Path, typer.Option("--to", metavar="DIR", show_default=False, help="A new (or empty) folder for the images and pre-annotations.")],
+    most_disagreeing: Annotated[Optional[int], typer.Option("--most-disagreeing", metavar="N", min=1, show_default=False,
+                                                            help="The N images where --new and the recorded answer disagree most.")] = None,
+    least_confident: Annotated[Optional[int], typer.Option("--least-confident", metavar="N", min=1, show_default=False,
+                                                           help="The N images whose recorded boxes are the least confident.")] = None,
+    random: Annotated[Optional[int], typer.Option("--random", metavar="N", min=1, show_default=False,
+                                                  help="N images drawn at random (--seed): the control for the other two.")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="The model whose requests are exported.")] = "faces",
+    new: Annotated[Optional[str], typer.Option("--new", metavar="VERSION", show_default=False,
+                                               help="A version run here on the images: its boxes go beside the recorded ones.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="coco|label-studio", help="coco: annotations.json (CVAT, FiftyOne import it); "
+                                                                                          "label-studio: tasks.json with a prediction per version.")] = "coco",
+    include_labelled: Annotated[bool, typer.Option("--include-labelled", help="Offer images that have labels already.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="The random draw's seed.")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr.")] = True,
+    state_dir: StateDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the captured images most worth labelling, with both versions' boxes as pre-annotations.
+
+    Images are named by their SHA-256, so the labels a reviewer exports come back with 'mldeploy
+    capture label DIR --labels FILE' (matched by digest). manifest.csv says why each was chosen.
+
+    Examples:
+        mldeploy capture export ./capture -m faces --new v2 --most-disagreeing 50 --to review/
+        mldeploy capture export ./capture -m faces --least-confident 50 --format label-studio --to review-ls/
+        mldeploy capture export ./capture -m faces --random 50 --to control/
+
+    Exit codes:
+        0  written
+        2  usage error, a --to folder that is not empty, or nothing left to review
+        4  --new cannot be loaded
+    """
+    from mldeploy.capture import CaptureStore
+    from mldeploy.capture.export import FORMATS, write_export
+    from mldeploy.cli.console import err_console, escape, progress_bar
+    from mldeploy.cli.options import project as make_project
+    from mldeploy.errors import OutputError
+    from mldeploy.rollout.feedback import choose_for_review
+
+    given = [(name, n) for name, n in (("most-disagreeing", most_disagreeing), ("least-confident", least_confident), ("random", random)) if n]
+    if len(given) != 1:
+        raise UsageError("choose images one way: --most-disagreeing N, --least-confident N or --random N")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise UsageError(f"--to {to}: not an empty folder; an export never writes over earlier work")
+    if not folder.exists():
+        _missing(folder)
+    how, n = given[0]
+    project = make_project(state_dir, config)
+    with progress_bar("export", progress) as bar:
+        chosen, classes = choose_for_review(project, folder, model, how, n, new=new, include_labelled=include_labelled, seed=seed,
+                                            on_listed=bar.start, on_result=bar)
+    store = CaptureStore(folder, write=False)
+    try:
+        written = write_export(to, chosen, store.read_blob, classes, fmt, how)
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.close()
+    err_console.print(f"wrote {escape(str(written))}")
+    out_console().print(f"exported {len(chosen)} images chosen by {how} ({fmt}) to {escape(str(to))}: label them, then "
+                        f"'mldeploy capture label {escape(str(folder))} --labels FILE'")

@@ -172,11 +172,22 @@ def _labels(labels: Path | None, label_map: str | None, names: Path | None):
     return Labels(labels, label_map, names)
 
 
-#: ``--labels``, ``--label-map``, ``--names``: ground truth, optional (shadow, canary).
-LABELS = Group({"labels": (LabelsOption, None), "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
-#: The same with ``--labels`` required (eval).
-REQUIRED_LABELS = Group({"labels": (Annotated[Path, _LABELS], inspect.Parameter.empty),
-                         "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
+MinLabeledOption = Annotated[int, typer.Option(
+    "--min-labeled", metavar="N", min=1, rich_help_panel="Ground truth",
+    help="With --capture: labelled requests ('capture label') needed before the accuracy gates judge; with fewer, agreement does.")]
+
+
+def _labels_min(labels: Path | None, label_map: str | None, names: Path | None, min_labeled: int):
+    from mldeploy.rollout.spec import Labels
+
+    return Labels(labels, label_map, names, min_labeled)
+
+
+#: ``--labels``, ``--label-map``, ``--names``, ``--min-labeled``: ground truth, optional (shadow, canary).
+LABELS = Group({"labels": (LabelsOption, None), "label_map": (LabelMapOption, None), "names": (NamesOption, None),
+                "min_labeled": (MinLabeledOption, 50)}, _labels_min)
+#: The same without ``--min-labeled`` (eval).
+EVAL_LABELS = Group({"labels": (LabelsOption, None), "label_map": (LabelMapOption, None), "names": (NamesOption, None)}, _labels)
 
 
 class ReportFormat(str, Enum):

@@ -26,6 +26,8 @@ def rehearse(project, spec, output: Output) -> None:
 
     r = rehearsal.prepare(project, spec)
     files = output.files
+    for note in r.notes:  # what it is judged on: a capture's labels, or agreement until enough have arrived
+        err_console.print(escape(note))
 
     def show_step(step) -> None:
         deciding = step.failed_gates or step.inconclusive_gates

@@ -23,7 +23,8 @@ from mldeploy.models.registry import parse_classes
 from mldeploy.pipeline import ImageInput, collect_inputs
 from mldeploy.project import Project
 from mldeploy.rollout.canary import Ramp, StepResult, parse_steps, run_canary
-from mldeploy.rollout.gates import GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
+from mldeploy.rollout.feedback import capture_truths
+from mldeploy.rollout.gates import GATES, GateResult, Rules, Verdict, evaluate, resolve_rules, verdict
 from mldeploy.rollout.releases import promote, resolve_version
 from mldeploy.rollout.shadow import ShadowRecord, ShadowSummary, run_shadow
 from mldeploy.rollout.sides import Side, Version
@@ -98,6 +99,7 @@ class Rehearsal:
     capture: Path | None = None  # the old side is this capture's recorded answers
     truths: Truths | None = None  # ground truth (--labels)
     records: Path | None = None  # every image's row goes to this folder (--records)
+    notes: list[str] = field(default_factory=list)  # what the run was judged on, when the user could not know (a capture's labels)
 
     @property
     def old(self) -> Side:
@@ -119,6 +121,8 @@ class Rehearsal:
             capture["labels"] = str(self.truths.labels.source)
         if self.records is not None:
             capture["records"] = str(self.records)
+        if self.notes:
+            capture["notes"] = list(self.notes)
         return {"old": self.old_spec.ref, "new": self.new_spec.ref, "iou": iou, "drift_iou": self.drift_iou, "classes": self.labels,
                 "gates": self.rules.policy, "inconclusive": self.rules.on_inconclusive, **capture, **extra}
 
@@ -137,20 +141,28 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
     c, inputs, reports, labels = spec.comparison, spec.inputs, spec.reports, spec.labels.path
     registry = project.registry()
     new_spec = resolve_version(registry, c.new, c.model)
-    rules = resolve_rules(spec.gates.bounds, project.settings.gates, spec.gates.policy, spec.gates.on_inconclusive, truth=labels is not None)
     capture = Path(inputs.capture) if inputs.capture is not None else None
+    truths, notes, flags = None, [], dict(spec.gates.bounds)
     if capture is not None:
         if inputs.paths:
             raise UsageError("give images or --capture, not both")
         if labels is not None:
-            raise UsageError("--labels needs image files: captured requests have no labels (the live answers are the reference)")
+            raise UsageError("--labels needs image files; a capture's labels are attached to it ('mldeploy capture label DIR --labels FILE')")
         version = c.old.rpartition("@")[2] if c.old else None
         version, images = captured_inputs(capture, new_spec.name, version)
         unmatched: list[tuple[str, MldeployError]] = []
         known = next((s for s in registry.versions(new_spec.name) if s.version == version), None)
         old_spec = recorded_spec(new_spec.name, version, known)
         classes_ = parse_classes(c.classes, *((old_spec, new_spec) if known is not None else (new_spec,)))
-    else:
+        scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))
+        truths, note = capture_truths(capture, images, scored, spec.labels.min_labeled, spec.labels.label_map, project.settings.label_map)
+        notes.append(note)
+        refused = [name for name, value in flags.items() if value is not None and GATES[name].truth]
+        if truths is None and refused:  # asked for, not yet possible: said, not an error (labels arrive later)
+            notes.append(f"{', '.join(GATES[n].flag for n in refused)} not applied until {spec.labels.min_labeled} requests have labels")
+            flags = {k: v for k, v in flags.items() if k not in refused}
+    rules = resolve_rules(flags, project.settings.gates, spec.gates.policy, spec.gates.on_inconclusive, truth=labels is not None or truths is not None)
+    if capture is None:
         if not inputs.paths:
             raise UsageError("no images: give image files or folders, or --capture DIR")
         old_spec = resolve_version(registry, c.old or c.model, c.model)
@@ -158,7 +170,6 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
         images, unmatched = collect_inputs(inputs.paths, exclude=reports.html)
     if not images:
         raise UsageError("no images to replay: " + "; ".join(f"{arg}: {err}" for arg, err in unmatched))
-    truths = None
     if labels is not None:
         scored = classes_ or list(dict.fromkeys([*old_spec.classes, *new_spec.classes]))  # --classes limits the truth too
         truths = read_truths(labels, images, scored, label_map=spec.labels.label_map, project_map=project.settings.label_map, names=spec.labels.names)
@@ -167,7 +178,7 @@ def prepare(project: Project, spec: RehearsalSpec) -> Rehearsal:
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     return Rehearsal(project, old_spec, new_spec, images, unmatched, classes_, rules, c.drift_iou, capture, truths,
-                     Path(reports.records) if reports.records is not None else None)
+                     Path(reports.records) if reports.records is not None else None, notes)
 
 
 def run(r: Rehearsal, spec: RehearsalSpec, *, on_record: Callable[[ShadowRecord], None] | None = None,

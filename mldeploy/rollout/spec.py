@@ -77,6 +77,7 @@ class Labels:
     path: Path | None = None
     label_map: str | None = None
     names: Path | None = None
+    min_labeled: int = 50  # with --capture: labelled requests needed before accuracy gates apply (agreement before)
 
 
 @dataclass(frozen=True)

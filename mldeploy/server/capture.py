@@ -66,11 +66,12 @@ class Capturer:
             self._seen[model] = n + 1
         return int((n + 1) * self.rate) > int(n * self.rate)
 
-    def capture(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None) -> None:
+    def capture(self, data: bytes, model: str, version: str, route: str, answer: Detections, seconds: float, shadow: str | None,
+                request_id: str | None = None) -> None:
         """Write one request (called after the response, on a worker thread); never raises."""
         try:
             with self.books:
-                added = self.store.add(data, model, version, route, answer, seconds, shadow)
+                added = self.store.add(data, model, version, route, answer, seconds, shadow, request_id)
                 self._count(added, model, version, shadow)
         except (OSError, CaptureError) as exc:
             self.metrics.capture_failed.labels(model).inc()

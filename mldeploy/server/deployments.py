@@ -174,12 +174,13 @@ class Deployments:
         shadow = plan.shadow.version if plan.shadow is not None and route == "live" else None
         return Served(name, spec, route, detections, seconds, shadow)
 
-    def capture_task(self, served: Served, data: bytes) -> Callable[[], None] | None:
+    def capture_task(self, served: Served, data: bytes, request_id: str | None = None) -> Callable[[], None] | None:
         """What to run after the response (a background task) to capture this request, or None."""
         capturer = self.capturer
         if capturer is None or not capturer.wants(served.model, served.shadow):
             return None
-        return lambda: capturer.capture(data, served.model, served.spec.version, served.route, served.detections, served.seconds, served.shadow)
+        return lambda: capturer.capture(data, served.model, served.spec.version, served.route, served.detections, served.seconds, served.shadow,
+                                        request_id)
 
     def shadow_stats(self, name: str) -> list[dict]:
         """The shadow counters recorded for a model, including those not yet written, each with the

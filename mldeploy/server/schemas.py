@@ -27,6 +27,7 @@ class Prediction(BaseModel):
     model: str
     version: str = Field(description="the version that answered, e.g. faces@v2")
     route: str = Field(description="live or canary")
+    request_id: str = Field(description="the X-Request-Id sent, else one made by the server: quote it when labelling later (mldeploy capture label)")
     count: int
     counts: dict[str, int]
     width: int

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -289,3 +290,41 @@ def test_shadow_counters_add_up_after_a_kill_9_and_a_restart(serve, project_dir)
     db.close()
     assert pair["captured"] == pair["compared"] + pair["errors"] + pair["pending"] + pair["evicted"] == stored, pair
     assert pair["coverage"] <= 1
+
+
+def test_request_ids_are_kept_and_the_server_reports_accuracy_on_labelled_requests(serve, project_dir, cli):
+    """A client's X-Request-Id comes back in the answer and is kept in the capture; labels quoting it
+    arrive later, and the running server scores each version on the labelled requests it answered."""
+    import json
+
+    from tests.helpers.colours import declare, scene
+
+    declare(project_dir)
+    server = serve("--model", "colours", "--capture", "cap")
+    rng = np.random.default_rng(5)
+    scenes = [scene(rng, n) for n in range(6)]
+    for s in scenes:
+        r = server.client.post("/count-colours/", files={"file": ("x.png", s.png)}, headers={"X-Request-Id": s.request_id})
+        assert r.status_code == 200 and r.json()["request_id"] == s.request_id and r.headers["x-request-id"] == s.request_id
+    made = server.client.post("/count-colours/", files={"file": ("x.png", scenes[0].png)}).json()["request_id"]
+    assert len(made) == 32  # none sent: one made, to quote later
+    bad = server.client.post("/count-colours/", files={"file": ("x.png", scenes[0].png)}, headers={"X-Request-Id": "a b"})
+    assert bad.status_code == 422 and "X-Request-Id" in bad.json()["error"]["message"]
+    before = server.client.get("/models/colours/accuracy").json()
+    assert before["labelled"] == 0 and before["versions"] == []
+
+    deadline = time.monotonic() + 30  # captured after each response, in the background
+    from tests.helpers.colours import write_coco
+
+    labels = write_coco(project_dir / "late.json", scenes[:4])
+    while time.monotonic() < deadline:
+        result = cli("capture", "label", "cap", "--labels", labels)
+        if result.exit_code == 0:
+            break
+        time.sleep(0.2)
+    assert result.exit_code == 0 and "4 by request id" in result.stdout
+    after = server.client.get("/models/colours/accuracy").json()
+    assert after["labelled"] == 5 and after["requests"] == 7  # truth belongs to the image: scenes[0] was sent twice
+    (row,) = after["versions"]
+    assert row["version"] == "colours@v1" and row["requests"] == 5 and row["recall"] == 1.0 and row["precision"] == 1.0
+    assert json.loads(json.dumps(after))  # plain JSON

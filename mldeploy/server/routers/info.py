@@ -1,4 +1,4 @@
-"""``GET /models``, ``/models/{name}/shadow``, ``/healthz``, ``/readyz``, ``/metrics``."""
+"""``GET /models``, ``/models/{name}/shadow``, ``/models/{name}/accuracy``, ``/healthz``, ``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ async def shadow_summary(request: Request, name: str = Depends(served_model)):
             "since": row["first_at"], "updated": row["updated_at"],
         })
     return {"model": name, "shadow": deployments.plans[name].describe()["shadow"], "pairs": pairs}
+
+
+@router.get("/models/{name}/accuracy", responses=errors(404))
+async def accuracy(request: Request, name: str = Depends(served_model)):
+    """Each version's accuracy on the requests it answered that have labels (``mldeploy capture label``
+    on this server's ``--capture`` folder): precision, recall and mAP, per version that answered."""
+    from mldeploy.rollout.feedback import score_recorded
+
+    deployments = request.app.state.deployments
+    capturer = deployments.capturer
+    if capturer is None or not capturer.persistent:
+        return {"model": name, "requests": 0, "labelled": 0, "versions": [],
+                "note": "this server keeps no capture: start it with --capture DIR, then attach labels with 'mldeploy capture label DIR'"}
+    registry = deployments.project.registry(with_live=False)
+    classes = list(dict.fromkeys(c for spec in registry.versions(name) for c in spec.classes))
+    scores = await run_in_threadpool(score_recorded, capturer.store, name, classes, label_map=None,
+                                     project_map=deployments.project.settings.label_map)
+    return {"model": name, "requests": scores.requests, "labelled": scores.labelled,
+            "versions": [{k: v for k, v in row.to_dict().items() if k not in ("answers", "window")} for row in scores.rows]}
 
 
 @router.get("/healthz")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
+import uuid
 from typing import Optional
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -12,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from mldeploy.errors import InferenceTimeoutError
+from mldeploy.errors import BadRequestIdError, InferenceTimeoutError
 from mldeploy.report.serialize import detections_to_list
 from mldeploy.server.dependencies import served_model
 from mldeploy.server.schemas import Prediction, errors
@@ -23,6 +25,20 @@ router = APIRouter(tags=["predict"])
 def client_id(request: Request) -> str:
     """Canary stickiness key: the ``X-Client-Id`` header, else the client's address."""
     return request.headers.get("x-client-id") or (request.client.host if request.client else "unknown")
+
+
+#: A client's request id: what a labelling system can quote back later (``mldeploy capture label``).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def request_id(request: Request) -> str:
+    """The ``X-Request-Id`` the client sent (checked: up to 128 letters, digits and ``._:@/+=-``), else a new one."""
+    given = request.headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex
+    if not _REQUEST_ID.fullmatch(given):
+        raise BadRequestIdError("X-Request-Id: at most 128 letters, digits and . _ : @ / + = - (or leave it out: the server makes one)")
+    return given
 
 
 def wants_json(request: Request, fmt: str | None) -> bool:
@@ -48,6 +64,7 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
     metrics = request.app.state.metrics
     config = request.app.state.config
     started = time.perf_counter()
+    rid = request_id(request)
     image, data = await read_image_upload(file, config.max_pixels)
     try:
         served = await asyncio.wait_for(run_in_threadpool(deployments.detect, name, image, client_id(request)), config.request_timeout)
@@ -55,9 +72,9 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
         raise InferenceTimeoutError(f"{name} did not answer within {config.request_timeout:g} s; try a smaller image") from None
     spec, route, detections, seconds = served.spec, served.route, served.detections, served.seconds
     headers = {"X-Model": name, "X-Model-Version": spec.ref, "X-Route": route, "X-Detections": str(len(detections)),
-               "X-Inference-Ms": f"{seconds * 1000:.1f}"}
+               "X-Inference-Ms": f"{seconds * 1000:.1f}", "X-Request-Id": rid}
     if as_json:
-        body = {"model": name, "version": spec.ref, "route": route, "count": len(detections), "counts": detections.counts(),
+        body = {"model": name, "version": spec.ref, "route": route, "request_id": rid, "count": len(detections), "counts": detections.counts(),
                 "width": detections.image_size[0], "height": detections.image_size[1], "detections": detections_to_list(detections)}
         if with_image:
             jpeg = await run_in_threadpool(_annotated_jpeg, image, detections)
@@ -68,7 +85,7 @@ async def _answer(request: Request, deployments, name: str, file: UploadFile, as
         response = Response(jpeg, media_type="image/jpeg", headers=headers)
     metrics.requests.labels(name, spec.version, route, "200").inc()
     metrics.latency.labels(name, spec.version).observe(time.perf_counter() - started)
-    capture = deployments.capture_task(served, data)
+    capture = deployments.capture_task(served, data, rid)
     if capture is not None:  # after the response is sent: capturing never adds to the client's latency
         response.background = BackgroundTask(capture)  # a plain function: run on a worker thread
     return response
