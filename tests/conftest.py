@@ -207,7 +207,7 @@ MODEL_FIXTURES = {"planted", "flaky", "byo_project", "byo_nets"}
 #: Modules whose every test runs real models over folders through the command line.
 MODEL_MODULES = {"tests/cli/test_shadow_cmd.py", "tests/cli/test_canary_cmd.py", "tests/cli/test_eval_cmd.py", "tests/cli/test_verdicts.py",
                  "tests/rollout/test_shadow.py", "tests/models/test_concurrency.py", "tests/truth/test_evaluate.py", "tests/report/test_files.py",
-                 "tests/cli/test_capture_cmd.py", "tests/models/test_zoo.py", "tests/cli/test_models_validate.py"}
+                 "tests/cli/test_capture_cmd.py", "tests/models/test_zoo.py", "tests/cli/test_models_validate.py", "tests/cli/test_close_the_loop.py"}
 
 
 def pytest_configure(config):

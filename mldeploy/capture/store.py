@@ -213,6 +213,9 @@ class CaptureStore(PendingQueue):
         for model, version, route, n, first, last in self._query(
                 "SELECT model, version, route, count(*), min(captured_at), max(captured_at) FROM captures GROUP BY model, version, route ORDER BY model, version, route"):
             groups.append({"model": model, "version": version, "route": route, "requests": n, "first": first, "last": last})
+        labelled = self.labelled()
+        for g in groups:  # labels are per image: every route of a version shares the figure
+            g["labelled"] = labelled.get((g["model"], g["version"]), 0)
         pending = self.pending()
         shadows = []
         for (model, version, shadow), counts in sorted(self.counters().items()):
@@ -222,7 +225,8 @@ class CaptureStore(PendingQueue):
             shadows.append(entry)
         total = self._query("SELECT count(*) FROM captures")[0][0]
         blobs = self._query("SELECT count(*), coalesce(sum(bytes), 0) FROM blobs")[0]
-        return {"folder": str(self.folder), "requests": total, "images": blobs[0], "bytes": blobs[1],
+        labels = self._query("SELECT count(*), coalesce(max(batch), 0) FROM truth")[0] if self.format >= 2 else (0, 0)
+        return {"folder": str(self.folder), "requests": total, "images": blobs[0], "bytes": blobs[1], "labelled_images": labels[0], "label_batches": labels[1],
                 "budget_bytes": int(meta["budget_bytes"]) if "budget_bytes" in meta else None, "created_at": meta.get("created_at"),
                 "groups": groups, "counters": shadows}
 

@@ -106,14 +106,15 @@ def summary(folder: FolderArgument, output: FormatOption = ListFormat.table) -> 
         typer.echo(json.dumps(info, indent=2))
         return
     # The figures first: a long folder name wraps at the terminal's width, and must not split them.
-    out_console().print(f"{info['requests']} requests, {info['images']} distinct images, "
-                      f"{_mib(info['bytes'])} of a {_mib(info['budget_bytes'])} budget: capture {folder}")
+    out_console().print(f"{info['requests']} requests, {info['images']} distinct images ({info['labelled_images']} labelled, "
+                      f"{info['label_batches']} batches), {_mib(info['bytes'])} of a {_mib(info['budget_bytes'])} budget: capture {folder}")
     if info["groups"]:
         table = Table(title="requests", title_justify="left")
-        for column in ("answered by", "route", "requests", "first (UTC)", "last (UTC)"):
-            table.add_column(column, justify="right" if column == "requests" else "left")
+        for column in ("answered by", "route", "requests", "labelled", "first (UTC)", "last (UTC)"):
+            table.add_column(column, justify="right" if column in ("requests", "labelled") else "left")
         for g in info["groups"]:
-            table.add_row(f"{g['model']}@{g['version']}", g["route"], str(g["requests"]), g["first"][:19].replace("T", " "), g["last"][:19].replace("T", " "))
+            table.add_row(f"{g['model']}@{g['version']}", g["route"], str(g["requests"]), str(g["labelled"]), g["first"][:19].replace("T", " "),
+                          g["last"][:19].replace("T", " "))
         out_console().print(table)
     counters = [c for c in info["counters"] if c["shadow"]]
     evicted = sum(c["evicted"] for c in info["counters"])
