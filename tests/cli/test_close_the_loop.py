@@ -57,6 +57,8 @@ def test_labels_in_two_batches_switch_the_gates_from_agreement_to_accuracy(cli, 
     assert new["blue"]["recall"] == 0.0 and new["red"]["recall"] == 1.0 and report["truth"]["old"]["per_label"]["blue"]["recall"] == 1.0
     twin = cli("shadow", "--capture", "cap", "-m", "colours", "--new", "twin", "--no-progress")
     assert twin.exit_code == 0, twin.stderr
+    canary = cli("canary", "--capture", "cap", "-m", "colours", "--new", "v2", "--steps", "50,100", "--dry-run", "--no-progress")
+    assert canary.exit_code == 3 and "judged on accuracy against the labels of 100 of 300 requests" in canary.stderr
 
 
 def test_eval_on_the_capture_scores_each_version_and_window_against_the_late_labels(cli, world):
@@ -96,8 +98,11 @@ def test_drift_tells_a_traffic_shift_from_a_model_change(cli, world):
     assert "class" in doc["verdict"]["deciding"] and doc["verdict"]["cause"].startswith("the model changed")
     assert all(f["kind"] == "output" for f in doc["features"])  # the same images: no input drift to speak of
 
-    same = cli("drift", "--capture", "cap", "-m", "colours", "--new", "twin", "--no-progress")
+    same = cli("drift", "--capture", "cap", "-m", "colours", "--new", "twin", "--no-progress", "--html", "page", "--report", "drift.json")
     assert same.exit_code == 0 and same.stderr.splitlines()[-1].startswith("PASS")
+    page = (world[0] / "page" / "index.html").read_text()
+    assert page.count("<svg") == 5 and "<script" not in page and "PASS" in page  # a histogram per output feature, offline
+    assert json.loads((world[0] / "drift.json").read_text())["verdict"]["status"] == "pass"
     windows = cli("drift", "--capture", "cap", "-m", "colours", "--reference", "..2026-11-02", "--current", "2026-11-01..2026-11-02",
                   "--no-progress")
     assert windows.exit_code == 0  # the bright day against itself
