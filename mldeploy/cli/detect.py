@@ -21,6 +21,7 @@ class OutputFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    coco = "coco"
 
 
 @with_groups
@@ -30,7 +31,9 @@ def detect(
     conf: Annotated[Optional[float], typer.Option("--conf", "-c", min=0.0, max=1.0, help="Confidence threshold \\[default: the model's].")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Keep only these labels, comma separated (e.g. person,car).")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", "-s", help="Write annotated copies here, mirroring the input folders.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table for people; json, jsonl or csv on stdout for scripts.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table for people; json, jsonl or csv on stdout for scripts; coco: a COCO results array.")] = OutputFormat.table,
+    labels: Annotated[Optional[Path], typer.Option("--labels", metavar="FILE", show_default=False,
+                                                   help="With --format coco: a COCO .json whose image and category ids the results use (so COCO tools score them against it).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr (for more than one image, when stderr is a terminal).")] = True,
     project=PROJECT,
     engine=ENGINE,
@@ -41,10 +44,11 @@ def detect(
         mldeploy detect sample_images/
         mldeploy detect photo.jpg -m people --save annotated/
         mldeploy detect ./imgs -m faces@v2 --format jsonl > detections.jsonl
+        mldeploy detect sample_images/ --format coco --labels sample_images/labels/faces.json > results.json
 
     Exit codes:
         0  every image processed
-        1  some inputs failed (each is named)
+        1  some inputs failed (each is named), or --format coco left some out (each is named)
         2  usage error
         4  the model cannot be loaded (e.g. weight files missing)
         5  the state store cannot be read
@@ -53,25 +57,40 @@ def detect(
     from mldeploy.rollout.runs import run_detect
     from mldeploy.rollout.spec import DetectSpec, Inputs
 
+    from mldeploy.errors import UsageError
+
+    ids = None
+    if labels is not None:
+        if output is not OutputFormat.coco:
+            raise UsageError("--labels gives COCO ids to --format coco (to score against labels: mldeploy eval)")
+        from mldeploy.truth.labels import coco_ids
+
+        ids = coco_ids(labels)  # read before anything runs: a bad file is one line, exit 2
     spec = DetectSpec(model, Inputs(tuple(paths)), conf, classes, save, engine)
     with progress_bar("detect", progress) as bar:
         run = run_detect(project, spec, on_listed=bar.start, on_result=bar, loading=loading_status)
-    _emit(run.results, run.summary, output)
+    left_out = _emit(run.results, run.summary, output, ids, project.registry().resolve(model).classes)
     if run.saved:
         n = len(run.saved)
         err_console.print(f"saved {n} annotated image{'s' if n != 1 else ''} to {escape(str(save))}{os.sep}")
     for result in run.results:
         if not result.ok:
             error_line(f"{escape(result.source)}: {escape(str(result.error))}")
-    if exit_code(run):
-        raise typer.Exit(code=exit_code(run))
+    for line in left_out:
+        error_line(escape(f"left out of the COCO results: {line}"))
+    if exit_code(run) or left_out:
+        raise typer.Exit(code=exit_code(run) or 1)
 
 
-def _emit(results, summary, output: OutputFormat) -> None:
+def _emit(results, summary, output: OutputFormat, ids=None, classes=()) -> list[str]:
     from mldeploy.report import tables
-    from mldeploy.report.serialize import CSV_COLUMNS, result_to_csv_rows, result_to_dict, summary_to_dict
+    from mldeploy.report.serialize import CSV_COLUMNS, result_to_csv_rows, result_to_dict, results_to_coco, summary_to_dict
 
-    if output is OutputFormat.json:
+    left_out: list[str] = []
+    if output is OutputFormat.coco:
+        array, left_out = results_to_coco(results, classes, *(ids if ids is not None else (None, None)))
+        sys.stdout.write(json.dumps(array) + "\n")
+    elif output is OutputFormat.json:
         doc = {"model": summary.model, "results": [result_to_dict(r) for r in results], "summary": summary_to_dict(summary)}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif output is OutputFormat.jsonl:
@@ -90,5 +109,6 @@ def _emit(results, summary, output: OutputFormat) -> None:
         elif ok:
             console.print(tables.images_table(ok))
         console.print(tables.run_summary_table(summary))
-        return
+        return left_out
     err_console.print(tables.run_summary_table(summary))
+    return left_out

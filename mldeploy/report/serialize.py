@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from mldeploy.detections import Detections
 from mldeploy.pipeline import DetectionResult, RunSummary
@@ -56,6 +56,47 @@ def result_to_csv_rows(result: DetectionResult) -> list[dict[str, Any]]:
         for d in detections_to_list(dets)
     ]
     return rows or [{**base, **size}]  # an image with no detections still gets a row
+
+
+def results_to_coco(results: Sequence[DetectionResult], classes: Sequence[str], image_ids: Mapping[str, int] | None = None,
+                    category_ids: Mapping[str, int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """A COCO results array (``image_id``, ``category_id``, ``bbox`` as [x, y, width, height] in pixels,
+    ``score``), as pycocotools' ``loadRes`` reads it, and what was left out (named).
+
+    Ids come from a COCO labels file when given (``image_ids``: file_name -> id, ``category_ids``: name ->
+    id); otherwise images are numbered 1, 2, ... in the order given and categories by the model's class
+    list (1 = its first class). An image the labels do not name, or a class they lack, is left out and
+    named: a result with a made-up id would be scored against the wrong truth."""
+    out: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    categories = dict(category_ids) if category_ids is not None else {c: i + 1 for i, c in enumerate(classes)}
+    by_name: dict[str, int | None] = {}
+    if image_ids is not None:
+        for name, image_id in image_ids.items():
+            base = name.rsplit("/", 1)[-1]
+            by_name[base] = None if base in by_name else image_id  # a base name two entries share is ambiguous
+    missing_classes: set[str] = set()
+    for n, result in enumerate(r for r in results if r.ok):
+        if image_ids is None:
+            image_id = n + 1
+        else:
+            source = result.source.replace("\\", "/")
+            image_id = next((i for name, i in image_ids.items() if source == name or source.endswith("/" + name)), None)
+            if image_id is None:
+                image_id = by_name.get(source.rsplit("/", 1)[-1])
+            if image_id is None:
+                skipped.append(f"{result.source}: no image entry in the labels names it")
+                continue
+        d = result.detections
+        for (x1, y1, x2, y2), conf, label in zip(d.xyxy.tolist(), d.confidence.tolist(), d.label):
+            category = categories.get(str(label))
+            if category is None:
+                missing_classes.add(str(label))
+                continue
+            out.append({"image_id": int(image_id), "category_id": int(category), "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(conf), 5)})
+    skipped += [f"class {c!r}: not a category of the labels; its boxes are left out" for c in sorted(missing_classes)]
+    return out, skipped
 
 
 def summary_to_dict(summary: RunSummary) -> dict[str, Any]:

@@ -264,6 +264,28 @@ def read_coco(path: Path) -> LabelSet:
     return LabelSet(path, "coco", out, list(dict.fromkeys(categories.values())), problems)
 
 
+def coco_ids(path: str | os.PathLike[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """A COCO file's ids: ``file_name -> image id`` and ``category name -> id``, for results that a COCO
+    tool reads against that file (``detect --format coco --labels``).
+
+    Raises:
+        LabelsError: not a COCO instances file (one line, naming it).
+    """
+    p = Path(path)
+    with reading(f"labels {p}"):
+        if p.suffix.lower() != ".json":
+            raise LabelsError(f"--labels {p}: image and category ids come from a COCO .json file")
+        try:
+            data = json.loads(_read_text(p))
+        except json.JSONDecodeError as exc:
+            raise LabelsError(f"labels {p} are not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+            raise LabelsError(f"labels {p} are not COCO instances: they need 'images' and 'categories' lists")
+        images = {PurePosixPath(_text(e["file_name"], "file_name").replace("\\", "/")).as_posix(): _whole(e["id"], "image id") for e in data["images"]}
+        categories = {_text(c["name"], "category name"): _whole(c["id"], "category id") for c in data["categories"]}
+    return images, categories
+
+
 def _whole(value, what: str) -> int:
     """A whole number from a labels file: not 1e400, not 1.5, not true, not a list."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):

@@ -170,3 +170,39 @@ def test_real_subprocess_exit_code_on_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mldeploy", "detect", str(tmp_path / "bad.jpg")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "bad.jpg: not an image" in proc.stderr
+
+
+def test_coco_results_load_in_pycocotools_and_score_as_eval_does(cli, samples, tmp_path):
+    """``--format coco`` is the results array COCO tools read as it is: pycocotools' loadRes takes it
+    against the labels whose ids it used, and COCOeval's mAP equals mldeploy eval's."""
+    import contextlib
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    labels = samples / "labels" / "faces.json"
+    result = cli("detect", samples, "--format", "coco", "--labels", labels, "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    array = json.loads(result.stdout)
+    assert array and set(array[0]) == {"image_id", "category_id", "bbox", "score"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(labels))
+        dt = gt.loadRes(array)
+        e = COCOeval(gt, dt, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    ours = json.loads(cli("eval", samples, "--labels", labels, "--format", "json", "--no-progress").stdout)
+    assert e.stats[0] == pytest.approx(ours["summary"]["map"], abs=1e-4)  # eval rounds to 5 decimals
+    first = next(a for a in array if a["image_id"] == gt.getImgIds(imgIds=[1])[0])
+    assert first["bbox"][2] > 0 and first["bbox"][3] > 0  # x, y, width, height: not x2, y2
+
+    plain = json.loads(cli("detect", samples, "--format", "coco", "--no-progress").stdout)
+    assert {a["category_id"] for a in plain} == {1} and min(a["image_id"] for a in plain) == 1  # numbered in order, the model's classes
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"images": [{"id": 7, "file_name": "astronaut.jpg"}], "categories": [{"id": 3, "name": "face"}], "annotations": []}))
+    partial = cli("detect", samples, "--format", "coco", "--labels", other, "--no-progress")
+    assert partial.exit_code == 1 and {a["image_id"] for a in json.loads(partial.stdout)} == {7}
+    assert "camera.jpg: no image entry in the labels names it" in partial.stderr
+    wrong = cli("detect", samples, "--labels", labels)
+    assert wrong.exit_code == 2 and "--labels gives COCO ids to --format coco" in wrong.stderr
