@@ -64,7 +64,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             try:
                 admin.require_token(request)
             except AdminAuthError as exc:
-                metrics.errors.labels("/admin", str(exc.http_status), type(exc).__name__).inc()
+                metrics.errors.labels("/admin", "", str(exc.http_status), type(exc).__name__).inc()
                 return errors.error_response(exc.http_status, type(exc).__name__, str(exc))
         return await call_next(request)
 

@@ -148,7 +148,7 @@ class Deployments:
         for name, plan in plans.items():
             self.metrics.live.labels(name, plan.live.version).set(1)
             if plan.canary is not None:
-                self.metrics.canary_weight.labels(name, plan.canary.version).set(plan.weight)
+                self.metrics.canary_weight.labels(name, plan.canary.version).set(plan.weight / 100)
 
     # -- serving ---------------------------------------------------------------------------------
     def serving(self) -> Iterator[None]:
@@ -164,9 +164,10 @@ class Deployments:
         spec, route = plan.choose(client_id)
         try:
             detections, seconds = run_detector(plan.detectors[spec.ref], image)
-        except MldeployError:
+        except MldeployError as exc:
             if route == "canary":
                 self.guard.observe(name, spec.version, None)
+            exc.served_by = (spec.version, route)  # for the request counter: which version and route failed
             raise
         self.metrics.inference.labels(name, spec.version, route).observe(seconds)
         if route == "canary":

@@ -10,15 +10,19 @@ from __future__ import annotations
 import hmac
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mldeploy.errors import AdminAuthError
 from mldeploy.server.dependencies import served_model
-from mldeploy.server.schemas import errors
+from mldeploy.server.schemas import Analysis, PostRollout, RoutingChange, errors, ok
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+#: The admin token, as OpenAPI states it (a bearer token). The check itself runs in a middleware, before
+#: any of the request is read (:func:`require_token`); this only documents it for generated clients.
+bearer = HTTPBearer(auto_error=False, scheme_name="adminToken", description="MLDEPLOY_ADMIN_TOKEN, as 'Authorization: Bearer <token>'")
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Security(bearer)])
 
 
 def require_token(request: Request) -> None:
@@ -53,7 +57,7 @@ def _change(dataclass_row) -> dict:
     return asdict(dataclass_row)
 
 
-@router.post("/models/{name}/promote", responses=errors(401, 404, 422, 503))
+@router.post("/models/{name}/promote", responses=ok(RoutingChange, 401, 404, 422, 503))
 async def promote(body: PromoteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import promote as do_promote
 
@@ -69,7 +73,7 @@ async def promote(body: PromoteBody, request: Request, name: str = Depends(serve
     return {"changed": change is not None, "change": _change(change) if change else None, "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/rollback", responses=errors(401, 404, 409, 422))
+@router.post("/models/{name}/rollback", responses=ok(RoutingChange, 401, 404, 409, 422))
 async def rollback(request: Request, name: str = Depends(served_model), body: RollbackBody | None = None):
     from mldeploy.rollout.releases import rollback as do_rollback
 
@@ -84,7 +88,7 @@ async def rollback(request: Request, name: str = Depends(served_model), body: Ro
     return {"changed": True, "change": _change(change), "routing": deployments.plans[name].describe()}
 
 
-@router.post("/models/{name}/route", responses=errors(401, 404, 422))
+@router.post("/models/{name}/route", responses=ok(RoutingChange, 401, 404, 422))
 async def route(body: RouteBody, request: Request, name: str = Depends(served_model)):
     from mldeploy.rollout.releases import set_route
     from mldeploy.store import KEEP
@@ -137,7 +141,7 @@ def analysis_to_dict(name: str, result) -> dict:
             "canary": result.canary, "shadow": result.shadow, "notes": result.notes}
 
 
-@router.get("/models/{name}/analysis", responses=errors(401, 404, 422, 503))
+@router.get("/models/{name}/analysis", responses=ok(Analysis, 400, 401, 404, 503))
 async def analysis(request: Request, name: str = Depends(served_model)):
     """The verdict on the live canary and shadow of ``name``, fleet-wide (every replica's counts, from the
     state store), with the gates of ``mldeploy shadow``: ``{"verdict": {"status": "pass" | "fail" |
@@ -175,7 +179,7 @@ async def _flagger_verdict(request: Request, name: str):
     return await _judge(request, name)
 
 
-@flagger.post("/models/{name}/confirm-promotion", responses=errors(401, 404, 412))
+@flagger.post("/models/{name}/confirm-promotion", responses={**ok(Analysis, 401, 404), 412: {"model": Analysis, "description": "not a pass: Flagger waits"}})
 async def confirm_promotion(request: Request, name: str = Depends(served_model)):
     """Flagger's ``confirm-promotion`` webhook: 200 only when the verdict is a pass (412 otherwise, and
     Flagger waits)."""
@@ -185,7 +189,7 @@ async def confirm_promotion(request: Request, name: str = Depends(served_model))
     return JSONResponse(analysis_to_dict(name, result), status_code=200 if result.verdict.status == "pass" else 412)
 
 
-@flagger.post("/models/{name}/rollback", responses=errors(401, 404, 412))
+@flagger.post("/models/{name}/rollback", responses={**ok(Analysis, 401, 404), 412: {"model": Analysis, "description": "not a fail: no rollback"}})
 async def flagger_rollback(request: Request, name: str = Depends(served_model)):
     """Flagger's ``rollback`` webhook: 200 (roll back) only when the verdict is a fail; 412 otherwise."""
     from fastapi.responses import JSONResponse
@@ -194,7 +198,7 @@ async def flagger_rollback(request: Request, name: str = Depends(served_model)):
     return JSONResponse(analysis_to_dict(name, result), status_code=200 if result.verdict.status == "fail" else 412)
 
 
-@flagger.post("/models/{name}/post-rollout", responses=errors(400, 401, 404))
+@flagger.post("/models/{name}/post-rollout", responses=ok(PostRollout, 400, 401, 404))
 async def post_rollout(request: Request, name: str = Depends(served_model)):
     """Flagger's ``post-rollout`` webhook, called once the rollout ended: on ``"phase": "Succeeded"`` the
     version its pods served (``?canary=``, else the one served by ``--serve-version``) is promoted in the

@@ -8,12 +8,12 @@ from starlette.concurrency import run_in_threadpool
 
 from mldeploy.compare import AgreementCounts
 from mldeploy.server.dependencies import served_model
-from mldeploy.server.schemas import errors
+from mldeploy.server.schemas import Accuracy, Health, ModelList, Ready, ShadowReport, errors, ok
 
 router = APIRouter(tags=["info"])
 
 
-@router.get("/models")
+@router.get("/models", responses=ok(ModelList))
 async def models(request: Request):
     deployments = request.app.state.deployments
     registry = deployments.project.registry(with_live=False)
@@ -29,7 +29,7 @@ async def models(request: Request):
     return {"default": request.app.state.config.default_model, "models": out}
 
 
-@router.get("/models/{name}/shadow", responses=errors(404))
+@router.get("/models/{name}/shadow", responses=ok(ShadowReport, 404))
 async def shadow_summary(request: Request, name: str = Depends(served_model)):
     """Shadow comparisons recorded for this model (in the state store), per live/shadow pair, with the
     coverage of the traffic: requests captured for the shadow, compared, errors, still pending, evicted."""
@@ -50,7 +50,7 @@ async def shadow_summary(request: Request, name: str = Depends(served_model)):
     return {"model": name, "shadow": deployments.plans[name].describe()["shadow"], "pairs": pairs}
 
 
-@router.get("/models/{name}/accuracy", responses=errors(404))
+@router.get("/models/{name}/accuracy", responses=ok(Accuracy, 404))
 async def accuracy(request: Request, name: str = Depends(served_model)):
     """Each version's accuracy on the requests it answered that have labels (``mldeploy capture label``
     on this server's ``--capture`` folder): precision, recall and mAP, per version that answered."""
@@ -69,12 +69,12 @@ async def accuracy(request: Request, name: str = Depends(served_model)):
             "versions": [{k: v for k, v in row.to_dict().items() if k not in ("answers", "window")} for row in scores.rows]}
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=ok(Health))
 async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={200: {"model": Ready, "description": "every model loaded"}, 503: {"model": Ready, "description": "loading or stopping"}})
 async def readyz(request: Request):
     deployments = request.app.state.deployments
     if not deployments.ready:
@@ -82,8 +82,18 @@ async def readyz(request: Request):
     return {"status": "ready", "models": {name: plan.live.ref for name, plan in deployments.plans.items()}}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+_PROMETHEUS = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}}
+
+
+@router.head("/metrics", include_in_schema=False)
+async def metrics_head(request: Request):
+    """The same headers as GET, no body: a scraper's or a load balancer's check."""
+    return await metrics(request)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, responses=_PROMETHEUS)
 async def metrics(request: Request):
+    """Prometheus text format (HEAD answers the same headers)."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
     await run_in_threadpool(request.app.state.deployments.refresh_metrics)  # a query of the capture: not on the event loop

@@ -101,7 +101,7 @@ _FORMAT = Query(None, pattern="^(json|image)$", description="json for detections
 _IMAGE = Query(False, description="with json: the annotated JPEG too, as a data: URL in 'image'")
 #: What a prediction answers: the annotated JPEG, or the detections as JSON; and the errors it can give.
 PREDICT_RESPONSES = {
-    200: {"content": {"image/jpeg": {}, "application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
+    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}, "application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
           "description": "the annotated JPEG, or with format=json the detections", "model": Prediction},
     **errors(404, 408, 413, 415, 422, 503),
 }
