@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.commands import parses
 from tests.helpers.crds import errors as crd_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,17 +61,7 @@ def test_the_exported_templates_are_what_export_writes_today(cli, project_dir, n
     assert list(yaml.safe_load_all(result.stdout)) == objects(name), f"regenerate with: mldeploy export {' '.join(args)} -o docs/deploy/kubernetes/{name}"
 
 
-def _parses(argv: list[str]) -> None:
-    """``argv`` (after ``mldeploy``) is accepted by mldeploy's command line: parsed, not run."""
-    from typer.main import get_command
-
-    from mldeploy.cli import app
-
-    root = get_command(app)
-    ctx = root.make_context("mldeploy", list(argv), resilient_parsing=False)
-    command = root.get_command(ctx, argv[0])
-    assert command is not None, argv[0]
-    command.make_context(argv[0], list(argv[1:]), parent=ctx)
+_parses = parses
 
 
 def _container(obj: dict) -> dict:
