@@ -204,13 +204,19 @@ def _check_box(box: Sequence[float], size: tuple[int, int] | None, normalized: b
     return None
 
 
-def read_coco(path: Path) -> LabelSet:
+def _coco_json(path: Path) -> dict:
+    """A COCO instances file's JSON, with its ``images`` and ``categories`` lists checked."""
     try:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise LabelsError(f"labels {path} are not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
         raise LabelsError(f"labels {path} are not COCO instances: they need 'images', 'annotations' and 'categories' lists")
+    return data
+
+
+def read_coco(path: Path) -> LabelSet:
+    data = _coco_json(path)
     where = path.name
     if not isinstance(data.get("annotations", []), list):
         raise LabelsError(f"labels {path}: 'annotations' must be a list")
@@ -275,12 +281,7 @@ def coco_ids(path: str | os.PathLike[str]) -> tuple[dict[str, int], dict[str, in
     with reading(f"labels {p}"):
         if p.suffix.lower() != ".json":
             raise LabelsError(f"--labels {p}: image and category ids come from a COCO .json file")
-        try:
-            data = json.loads(_read_text(p))
-        except json.JSONDecodeError as exc:
-            raise LabelsError(f"labels {p} are not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
-            raise LabelsError(f"labels {p} are not COCO instances: they need 'images' and 'categories' lists")
+        data = _coco_json(p)
         images = {PurePosixPath(_text(e["file_name"], "file_name").replace("\\", "/")).as_posix(): _whole(e["id"], "image id") for e in data["images"]}
         categories = {_text(c["name"], "category name"): _whole(c["id"], "category id") for c in data["categories"]}
     return images, categories
