@@ -11,7 +11,7 @@ import typer
 
 from mldeploy.cli.console import App, out_console
 from mldeploy.cli.models import ListFormat
-from mldeploy.cli.options import ConfigOption, StateDirOption
+from mldeploy.cli.options import DEFAULT_MODEL, ConfigOption, StateDirOption
 from mldeploy.errors import UsageError
 
 app = App(help="List, summarise, label, export and prune what a server captured (serve --capture DIR).", add_completion=False)
@@ -224,7 +224,7 @@ def export(
                                                            help="The N images whose recorded boxes are the least confident.")] = None,
     random: Annotated[Optional[int], typer.Option("--random", metavar="N", min=1, show_default=False,
                                                   help="N images drawn at random (--seed): the control for the other two.")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="The model whose requests are exported.")] = "faces",
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="The model whose requests are exported.")] = DEFAULT_MODEL,
     new: Annotated[Optional[str], typer.Option("--new", metavar="VERSION", show_default=False,
                                                help="A version run here on the images: its boxes go beside the recorded ones.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="coco|label-studio", help="coco: annotations.json (CVAT, FiftyOne import it); "

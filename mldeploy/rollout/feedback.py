@@ -116,8 +116,11 @@ def _model_classes(project: Project | None, model: str, store) -> list[str]:
 def score_recorded(store, model: str, classes: Sequence[str], *, window_s: float | None = None, label_map: str | None = None,
                    project_map: dict | None = None) -> CaptureScores:
     """The server's own answers to labelled requests, per version that answered and per window."""
-    items, truths, requests = labelled_inputs(store, model, classes, label_map, project_map)
-    out = CaptureScores(Path(store.folder), model, requests, len(items), problems=list(truths.problems), window_s=window_s)
+    return _score_recorded(store.folder, model, classes, *labelled_inputs(store, model, classes, label_map, project_map), window_s)
+
+
+def _score_recorded(folder, model: str, classes: Sequence[str], items, truths: Truths, requests: int, window_s: float | None) -> CaptureScores:
+    out = CaptureScores(Path(folder), model, requests, len(items), problems=list(truths.problems), window_s=window_s)
     groups: dict[tuple[str, str | None], list[tuple[CapturedInput, DetectionResult]]] = {}
     for item in items:
         r = item.record
@@ -148,8 +151,8 @@ def score_capture(project: Project, folder: Path, model: str, run: Sequence[str]
     store = CaptureStore(folder, write=False)
     try:
         classes = _model_classes(project, model, store)
-        out = score_recorded(store, model, classes, window_s=window_s, label_map=label_map, project_map=project.settings.label_map)
-        items, truths, _ = labelled_inputs(store, model, classes, label_map, project.settings.label_map)
+        items, truths, requests = labelled_inputs(store, model, classes, label_map, project.settings.label_map)  # read once
+        out = _score_recorded(folder, model, classes, items, truths, requests, window_s)
     finally:
         store.close()
     if not out.labelled:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from mldeploy.store import Change
+
 
 class ErrorDetail(BaseModel):
     type: str = Field(description="the error's class, e.g. NotAnImageError")
@@ -131,23 +133,9 @@ class Accuracy(BaseModel):
     note: str | None = None
 
 
-class Change(BaseModel):
-    """One history row."""
-
-    id: int
-    model: str
-    from_version: str
-    to_version: str
-    action: str
-    reason: str
-    command: str
-    actor: str
-    at: str
-
-
 class RoutingChange(BaseModel):
     changed: bool | None = None
-    change: Change | None = None
+    change: Change | None = None  # the store's history row, as its dataclass declares it
     routing: Routing
 
 
