@@ -12,7 +12,6 @@ Run from the repository root:  .venv/bin/python docs/gen_reference.py
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -189,7 +188,6 @@ PAGES = {"commands.md": commands_page, "exit-codes.md": exit_codes_page, "gates.
 
 
 def render() -> dict[str, str]:
-    os.environ.setdefault("COLUMNS", "100")
     return {name: build() for name, build in PAGES.items()}
 
 
