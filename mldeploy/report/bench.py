@@ -48,7 +48,11 @@ def headline(result: BenchResult) -> str:
     if c is not None:
         fitting = sum(x.breaks is None for x in result.candidates)
         if any(v is not None for v in vars(result.constraints).values()):
+            if fitting == 1:
+                return f"PASS: {c.name} (the one candidate of {len(result.candidates)} that meets every limit)"
             return f"PASS: {c.name} ({goal} of {fitting} candidates that meet every limit)"
+        if fitting == 1:
+            return f"PASS: {c.name} (the only candidate; no limit was given)"
         return f"PASS: {c.name} ({goal} of {fitting} candidates; no limit was given)"
     return f"FAIL: no candidate fits ({len(result.candidates)} measured; closest: {result.ranked[0].name}: {result.ranked[0].breaks})"
 
