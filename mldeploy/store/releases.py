@@ -106,6 +106,9 @@ class ReleasesTables:
             if has_table(db, "canary_stats"):  # live now, no longer a canary: its figures must not judge a later one
                 db.execute("DELETE FROM canary_stats WHERE model = ? AND canary_version = ?", (model, to_version))
                 db.execute("DELETE FROM canary_latency WHERE model = ? AND canary_version = ?", (model, to_version))
+            if has_table(db, "routing"):  # and its canary route ends: a rollback must not send its traffic back to it
+                db.execute("UPDATE routing SET canary_version = NULL, canary_weight = 0, updated_at = ? WHERE model = ? AND canary_version = ?",
+                           (now(), model, to_version))
             return self._append(db, model, current, to_version, action, reason, command)
 
     def rollback(self, model: str, *, current_default: str, reason: str = "", command: str = "") -> Change:

@@ -28,6 +28,9 @@ def test_the_store_behaves_as_the_sqlite_one(postgres_url):
     assert store.set_route("faces", current_default="v1", canary="v3", weight=10) == Route("v2", "v3", 10.0)
     assert store.set_route("faces", current_default="v1", shadow=None, canary=KEEP) == Route(None, "v3", 10.0)
     assert store.snapshot() == ({"faces": "v1"}, {"faces": Route(None, "v3", 10.0)})
+    store.switch("faces", "v3", current_default="v1")  # the canary promoted: its route ends, so a rollback takes its traffic away
+    store.rollback("faces", current_default="v1")
+    assert store.snapshot() == ({"faces": "v1"}, {})
     store.add_shadow_stats("faces", "v1", "v2", {"requests": 3, "compared": 2, "iou_sum": 3.5})
     store.record_shadow_totals("faces", "v1", "v2", "capture-1", {"captured": 5})
     store.record_shadow_totals("faces", "v1", "v2", "capture-1", {"captured": 5})  # exactly once

@@ -147,6 +147,20 @@ def test_routes_and_their_history(tmp_path):
         store.rollback("faces", current_default="v1")
 
 
+def test_promoting_the_canary_ends_its_route_so_a_rollback_takes_its_traffic_away(tmp_path):
+    from mldeploy.store import Route
+
+    store = open_store(tmp_path / "state")
+    store.set_route("faces", current_default="v1", shadow="v3", canary="v2", weight=100)
+    store.switch("faces", "v2", current_default="v1")
+    assert store.routes() == {"faces": Route("v3", None, 0.0)}  # the shadow is another matter: it stays
+    store.rollback("faces", current_default="v1")
+    assert store.snapshot() == ({"faces": "v1"}, {"faces": Route("v3", None, 0.0)})  # v1 takes all the traffic again
+    store.set_route("faces", current_default="v1", canary="v4", weight=10)
+    store.switch("faces", "v2", current_default="v1")  # another version promoted: the v4 canary goes on
+    assert store.routes()["faces"] == Route("v3", "v4", 10.0)
+
+
 def test_shadow_counters_add_up(tmp_path):
     store = open_store(tmp_path / "state")
     store.add_shadow_stats("faces", "v1", "v2", {"requests": 3, "compared": 2, "matched": 4, "iou_sum": 3.5})
