@@ -88,7 +88,9 @@ class CanaryStatsTable:
         return [r[0] for r in rows]
 
     @staticmethod
-    def _clear_canary_stats(db, model: str) -> None:
-        """A canary set anew (or removed) starts from nothing: figures of an earlier one must not judge it."""
-        db.execute("DELETE FROM canary_stats WHERE model = ?", (model,))
-        db.execute("DELETE FROM canary_latency WHERE model = ?", (model,))
+    def _clear_canary_stats(db, model: str, version: str | None = None) -> None:
+        """A canary set anew (or removed) starts from nothing: figures of an earlier one must not judge it.
+        With ``version``, only that version's figures go (it was promoted; another canary may go on)."""
+        where, params = ("model = ?", (model,)) if version is None else ("model = ? AND canary_version = ?", (model, version))
+        db.execute(f"DELETE FROM canary_stats WHERE {where}", params)
+        db.execute(f"DELETE FROM canary_latency WHERE {where}", params)

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 
 from mldeploy.errors import NothingToRollBackError
-from mldeploy.store.common import has_table, now
+from mldeploy.store.common import now
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live (
@@ -103,12 +103,9 @@ class ReleasesTables:
             current = self._live_in(db, model) or current_default
             if current == to_version and action == "promote":
                 return None
-            if has_table(db, "canary_stats"):  # live now, no longer a canary: its figures must not judge a later one
-                db.execute("DELETE FROM canary_stats WHERE model = ? AND canary_version = ?", (model, to_version))
-                db.execute("DELETE FROM canary_latency WHERE model = ? AND canary_version = ?", (model, to_version))
-            if has_table(db, "routing"):  # and its canary route ends: a rollback must not send its traffic back to it
-                db.execute("UPDATE routing SET canary_version = NULL, canary_weight = 0, updated_at = ? WHERE model = ? AND canary_version = ?",
-                           (now(), model, to_version))
+            # live now, no longer a canary (a writer's schema is current, so both tables are there)
+            self._clear_canary_stats(db, model, to_version)
+            self._end_canary_route(db, model, to_version)
             return self._append(db, model, current, to_version, action, reason, command)
 
     def rollback(self, model: str, *, current_default: str, reason: str = "", command: str = "") -> Change:

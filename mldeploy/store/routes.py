@@ -52,6 +52,12 @@ class RoutesTable:
                 db.execute("COMMIT")
         return live, {m: Route(s, c, float(w)) for m, s, c, w in rows if s or c}
 
+    @staticmethod
+    def _end_canary_route(db, model: str, version: str) -> None:
+        """``version`` was promoted: its canary route ends, so a rollback does not send its traffic back to it."""
+        db.execute("UPDATE routing SET canary_version = NULL, canary_weight = 0, updated_at = ? WHERE model = ? AND canary_version = ?",
+                   (now(), model, version))
+
     def set_route(self, model: str, *, current_default: str, shadow: str | None | object = KEEP, canary: str | None | object = KEEP,
                   weight: float | None = None, action: str = "route", reason: str = "", command: str = "",
                   if_canary: str | None = None) -> Route | None:
