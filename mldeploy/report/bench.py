@@ -46,14 +46,13 @@ def headline(result: BenchResult) -> str:
     goal = {"latency": "lowest p95", "throughput": "most images/s", "memory": "least memory", "accuracy": "most accurate"}[result.objective]
     c = result.chosen
     if c is not None:
-        fitting = sum(x.breaks is None for x in result.candidates)
-        if any(v is not None for v in vars(result.constraints).values()):
-            if fitting == 1:
-                return f"PASS: {c.name} (the one candidate of {len(result.candidates)} that meets every limit)"
-            return f"PASS: {c.name} ({goal} of {fitting} candidates that meet every limit)"
+        fitting = sum(x.breaks is None for x in result.candidates)  # every candidate when no limit was given
+        limited = any(v is not None for v in vars(result.constraints).values())
         if fitting == 1:
-            return f"PASS: {c.name} (the only candidate; no limit was given)"
-        return f"PASS: {c.name} ({goal} of {fitting} candidates; no limit was given)"
+            why = f"the one candidate of {len(result.candidates)} that meets every limit" if limited else "the only candidate; no limit was given"
+        else:
+            why = f"{goal} of {fitting} candidates" + (" that meet every limit" if limited else "; no limit was given")
+        return f"PASS: {c.name} ({why})"
     return f"FAIL: no candidate fits ({len(result.candidates)} measured; closest: {result.ranked[0].name}: {result.ranked[0].breaks})"
 
 

@@ -61,6 +61,24 @@ def test_none_fits_and_each_says_the_first_limit_it_breaks(pool):
                       "shapes@mid": "p95 40 ms > 15 ms"}
 
 
+@pytest.mark.parametrize("refs, limits, line", [
+    (["shapes@fast", "shapes@slow"], {}, "PASS: shapes@fast threads=1 concurrency=1 (lowest p95 of 2 candidates; no limit was given)"),
+    (["shapes@fast"], {}, "PASS: shapes@fast threads=1 concurrency=1 (the only candidate; no limit was given)"),
+    (["shapes@fast", "shapes@slow", "shapes@big"], {"max_p95_ms": 50},
+     "PASS: shapes@fast threads=1 concurrency=1 (lowest p95 of 2 candidates that meet every limit)"),
+    (["shapes@fast", "shapes@slow"], {"max_p95_ms": 50}, "PASS: shapes@fast threads=1 concurrency=1 (the one candidate of 2 that meets every limit)"),
+    (["shapes@fast", "shapes@slow"], {"max_p95_ms": 5}, "FAIL: no candidate fits (2 measured; closest: shapes@fast threads=1 concurrency=1: p95 10 ms > 5 ms)"),
+])
+def test_the_verdict_line_says_how_the_choice_was_made(pool, refs, limits, line):
+    from mldeploy.report.bench import headline
+    from mldeploy.rollout.bench import BenchResult
+
+    candidates = [c for c in pool if c.spec.ref in refs]
+    constraints = Constraints(**limits)
+    result = BenchResult(candidates, choose(candidates, constraints, "latency"), "latency", constraints, {}, {})
+    assert headline(result) == line
+
+
 def test_min_map_against_labels():
     a = candidate("shapes@a", 10, 10, 100, map_=0.40)
     b = candidate("shapes@b", 30, 10, 100, map_=0.70)
