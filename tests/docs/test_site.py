@@ -66,6 +66,32 @@ def test_the_strict_build_fails_on_a_broken_link(tmp_path):
     assert done.returncode != 0 and "nowhere.md" in done.stderr
 
 
+def orphan_table_rows(text: str) -> list[str]:
+    """Lines that look like a Markdown table's row but belong to no table (a blank line cut them off
+    from their header, so they render as a paragraph of pipes)."""
+    orphans, in_table, fenced = [], False, False
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or not line.startswith("|"):
+            in_table = False
+            continue
+        starts_table = i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()) is not None
+        if not (in_table or starts_table):
+            orphans.append(line[:60])
+        in_table = True
+    return orphans
+
+
+def test_every_table_row_belongs_to_a_table():
+    assert orphan_table_rows("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["| 3 | 4 |"]  # the check bites
+    assert orphan_table_rows("```\n| not a table |\n```\n| a |\n|:--|\n| 1 |\n") == []
+    pages = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
+    found = {page.relative_to(REPO).as_posix(): rows for page in pages if (rows := orphan_table_rows(page.read_text(encoding="utf-8")))}
+    assert found == {}
+
+
 def test_the_examples_are_many_and_spread():
     """Runnable examples exist where a user starts (so the test below cannot pass by having none)."""
     pages = {e.page.as_posix() for e in RUNNABLE}
