@@ -66,29 +66,41 @@ def test_the_strict_build_fails_on_a_broken_link(tmp_path):
     assert done.returncode != 0 and "nowhere.md" in done.stderr
 
 
-def orphan_table_rows(text: str) -> list[str]:
-    """Lines that look like a Markdown table's row but belong to no table (a blank line cut them off
-    from their header, so they render as a paragraph of pipes)."""
-    orphans, in_table, fenced = [], False, False
+_ROW_SEPARATOR = re.compile(r"\|(\s*:?-+:?\s*\|)+")
+_LIST_ITEM = re.compile(r"\s*(?:[-*]|\d+\.) ")
+
+
+def misrendered(text: str) -> list[str]:
+    """Markdown that GitHub renders as meant but the site (Python-Markdown) does not: a table row cut
+    off from its header by a blank line (a paragraph of pipes), a list glued to the paragraph above it
+    (one paragraph with dashes in it). Outside fenced blocks."""
+    found, in_table, fenced = [], False, False
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("```"):
             fenced = not fenced
-        if fenced or not line.startswith("|"):
+        if fenced:
             in_table = False
             continue
-        starts_table = i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()) is not None
-        if not (in_table or starts_table):
-            orphans.append(line[:60])
-        in_table = True
-    return orphans
+        if line.startswith("|"):
+            starts_table = i + 1 < len(lines) and _ROW_SEPARATOR.fullmatch(lines[i + 1].strip()) is not None
+            if not (in_table or starts_table):
+                found.append(f"a row outside a table: {line[:50]}")
+            in_table = True
+            continue
+        in_table = False
+        above = lines[i - 1] if i else ""
+        if _LIST_ITEM.match(line) and above.strip() and not _LIST_ITEM.match(above) and not above.startswith((" ", "<!--")):
+            found.append(f"a list with no blank line above: {line[:50]}")
+    return found
 
 
-def test_every_table_row_belongs_to_a_table():
-    assert orphan_table_rows("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["| 3 | 4 |"]  # the check bites
-    assert orphan_table_rows("```\n| not a table |\n```\n| a |\n|:--|\n| 1 |\n") == []
+def test_the_pages_render_on_the_site_as_on_github():
+    assert misrendered("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["a row outside a table: | 3 | 4 |"]  # the check bites
+    assert misrendered("It does:\n- this;\n- that.\n") == ["a list with no blank line above: - this;"]
+    assert misrendered("```\n| not a table |\ntext\n- not a list\n```\n| a |\n|:--|\n| 1 |\n\nIt does:\n\n- this;\n- that,\n  and more.\n") == []
     pages = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
-    found = {page.relative_to(REPO).as_posix(): rows for page in pages if (rows := orphan_table_rows(page.read_text(encoding="utf-8")))}
+    found = {page.relative_to(REPO).as_posix(): bad for page in pages if (bad := misrendered(page.read_text(encoding="utf-8")))}
     assert found == {}
 
 
