@@ -92,12 +92,15 @@ def misrendered(text: str) -> list[str]:
         above = lines[i - 1] if i else ""
         if _LIST_ITEM.match(line) and above.strip() and not _LIST_ITEM.match(above) and not above.startswith((" ", "<!--")):
             found.append(f"a list with no blank line above: {line[:50]}")
+    if fenced:
+        found.append("a fenced block that never ends (the rest of the page shows as text, and its commands go unchecked)")
     return found
 
 
 def test_the_pages_render_on_the_site_as_on_github():
     assert misrendered("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["a row outside a table: | 3 | 4 |"]  # the check bites
     assert misrendered("It does:\n- this;\n- that.\n") == ["a list with no blank line above: - this;"]
+    assert misrendered("Run:\n\n```bash\nmldeploy detect x\n") == ["a fenced block that never ends (the rest of the page shows as text, and its commands go unchecked)"]
     assert misrendered("```\n| not a table |\ntext\n- not a list\n```\n| a |\n|:--|\n| 1 |\n\nIt does:\n\n- this;\n- that,\n  and more.\n") == []
     pages = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
     found = {page.relative_to(REPO).as_posix(): bad for page in pages if (bad := misrendered(page.read_text(encoding="utf-8")))}
